@@ -1,0 +1,5 @@
+import sys
+
+from iterconv.cli import main
+
+sys.exit(main())

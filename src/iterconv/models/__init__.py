@@ -1,0 +1,5 @@
+"""Residual networks of the paper: see :mod:`iterconv.models.resnet`."""
+
+from iterconv.models.resnet import ModelConfig, ResNet, count_parameters
+
+__all__ = ["ModelConfig", "ResNet", "count_parameters"]

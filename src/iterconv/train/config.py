@@ -1,0 +1,103 @@
+"""The resolved configuration of one training run: a flat, JSON-serialisable record.
+
+Flat on purpose: the same keys are the columns of ``results/tables/runs.csv``, the ``params:``
+of the Snakemake training job, and the run id's ingredients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from iterconv.models.resnet import VARIANTS, ModelConfig
+from iterconv.train.coupling import KERNELS
+
+INITS = ("recurrent", "nonrecurrent")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. Defaults follow the paper's CIFAR-10 recipe (appendix A.4)."""
+
+    dataset: str = "cifar10"  # name of a prepared dataset under results/data/
+    variant: str = "standard"  # standard | icr | pcr
+    width: int = 16  # channels of the first stage
+    stages: int = 3
+    blocks: int = 16  # residual blocks per stage
+    mu: float = 0.95  # Lipschitz bound for icr/pcr
+    init: str = "nonrecurrent"  # recurrent | nonrecurrent
+    bn_gamma: float = 1.0  # initial BN scale
+    coupling: float = 0.0  # soft gradient coupling lambda in [0, 1]
+    kernel: str = "uniform"  # uniform | triangular
+    couple_from: int = 0  # first coupled block of each stage (0-based)
+    epochs: int = 400
+    lr: float = 0.1
+    milestones: tuple[int, ...] = (200, 300)  # epochs at which lr is divided by lr_factor
+    lr_factor: float = 10.0
+    batch_size: int = 128  # not stated in the paper; the common CIFAR ResNet choice
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # not stated in the paper; He et al. (2016a)'s CIFAR value
+    seed: int = 0
+    eval_batch_size: int = field(default=1000, compare=False)  # speed only, not a result
+
+    def __post_init__(self) -> None:
+        checks = {
+            "variant": (self.variant in VARIANTS, f"one of {list(VARIANTS)}"),
+            "init": (self.init in INITS, f"one of {list(INITS)}"),
+            "kernel": (self.kernel in KERNELS, f"one of {list(KERNELS)}"),
+            "coupling": (0.0 <= self.coupling <= 1.0, "a number in [0, 1]"),
+            "mu": (self.mu > 0, "a number > 0"),
+            "lr": (self.lr > 0, "a number > 0"),
+            "lr_factor": (self.lr_factor > 0, "a number > 0"),
+            "momentum": (0 <= self.momentum < 1, "a number in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, "a number >= 0"),
+            "bn_gamma": (self.bn_gamma > 0, "a number > 0"),
+            "couple_from": (0 <= self.couple_from < self.blocks, "an integer in [0, blocks)"),
+            "milestones": (
+                all(m > 0 for m in self.milestones)
+                and list(self.milestones) == sorted(self.milestones),
+                "increasing positive epochs",
+            ),
+        }
+        for key in ("width", "stages", "blocks", "epochs", "batch_size", "eval_batch_size"):
+            checks[key] = (getattr(self, key) >= 1, "an integer >= 1")
+        for key, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f"{key}: {getattr(self, key)!r} is not allowed; must be {allowed}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown run configuration keys {unknown}; allowed: {sorted(known)}")
+        values = dict(data)
+        if "milestones" in values:
+            values["milestones"] = tuple(int(m) for m in values["milestones"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+    def model_config(self, in_channels: int, num_classes: int, image_size: int) -> ModelConfig:
+        return ModelConfig(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            image_size=image_size,
+            width=self.width,
+            stages=self.stages,
+            blocks=self.blocks,
+            variant=self.variant,
+            mu=self.mu,
+            recurrent_init=self.init == "recurrent",
+            bn_gamma=self.bn_gamma,
+        )
+
+
+def learning_rate(cfg: RunConfig, epoch: int) -> float:
+    """Step schedule: lr divided by lr_factor at each milestone (epochs counted from 0)."""
+    drops = sum(epoch >= m for m in cfg.milestones)
+    return cfg.lr / cfg.lr_factor**drops

@@ -1,0 +1,223 @@
+"""Training of one run: SGD with momentum, step schedule, soft gradient coupling, resumable.
+
+Outputs in the run directory (each written atomically):
+    last.pt       every epoch: model, optimizer, epoch, history and the best-validation
+                  weights so far (the resume point; not a pipeline output, so a rerun
+                  scheduled by Snakemake, which deletes a job's outputs first, keeps it)
+    best.pt       the best-validation model (used by every analysis), written at the end
+    history.csv   one row per epoch: lr, train/val loss and error, seconds
+    metrics.json  written last, when training is complete
+
+Determinism: the initial weights come from ``seed``; the shuffling and augmentation of epoch e
+from a generator seeded with (seed, e). A resumed run therefore replays exactly the epochs an
+uninterrupted run would have done (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from iterconv.data.augment import augment_batch
+from iterconv.data.prepared import PreparedDataset, normalize
+from iterconv.io import atomic_path, write_json, write_text
+from iterconv.models.resnet import ResNet, count_parameters
+from iterconv.train.config import RunConfig, learning_rate
+from iterconv.train.coupling import GradientCoupler
+from iterconv.train.metrics import loss_fn, mistakes
+
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_error", "val_loss", "val_error", "seconds")
+
+
+def build_model(cfg: RunConfig, data: PreparedDataset) -> ResNet:
+    c, h = data.train_x.shape[1], data.train_x.shape[2]
+    torch.manual_seed(cfg.seed)
+    return ResNet(cfg.model_config(c, data.num_classes, h))
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+@torch.inference_mode()
+def evaluate(model: ResNet, data: PreparedDataset, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean loss, error rate) on the validation split, eval mode."""
+    model.eval()
+    total_loss, wrong, n = 0.0, 0, len(data.val_x)
+    for i in range(0, n, batch_size):
+        x = normalize(data.val_x[i : i + batch_size], data.mean, data.std)
+        y = data.val_y[i : i + batch_size]
+        logits = model(x)
+        total_loss += float(loss_fn(logits, y, data.multilabel)) * len(y)
+        wrong += int(mistakes(logits, y, data.multilabel).sum())
+    return total_loss / n, wrong / n
+
+
+def train_epoch(
+    model: ResNet,
+    data: PreparedDataset,
+    cfg: RunConfig,
+    optimizer: torch.optim.Optimizer,
+    coupler: GradientCoupler,
+    epoch: int,
+) -> tuple[float, float]:
+    """One pass over the training split; returns (mean loss, error) on the augmented batches."""
+    model.train()
+    gen = epoch_generator(cfg.seed, epoch)
+    n = len(data.train_x)
+    batches = max(n // cfg.batch_size, 1)  # drop the last partial batch (BN needs > 1 sample)
+    order = torch.randperm(n, generator=gen).to(data.train_x.device)
+    total_loss = torch.zeros((), device=data.train_x.device)
+    wrong = torch.zeros((), device=data.train_x.device, dtype=torch.long)
+    for b in range(batches):
+        idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        x = normalize(augment_batch(data.train_x[idx], data.augment, gen), data.mean, data.std)
+        y = data.train_y[idx]
+        logits = model(x)
+        loss = loss_fn(logits, y, data.multilabel)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        coupler()  # soft gradient coupling between backward and step
+        optimizer.step()
+        total_loss += loss.detach() * len(y)  # accumulate on device: no sync per step
+        wrong += mistakes(logits.detach(), y, data.multilabel).sum()
+    seen = batches * min(cfg.batch_size, n)
+    return float(total_loss) / seen, int(wrong) / seen
+
+
+@dataclass
+class State:
+    """Everything a resumed run needs besides the model and optimizer."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict] | None = None
+    best_error: float = math.inf
+    best_epoch: int = -1
+    best_model: dict | None = None  # state_dict of the best-validation epoch (on CPU)
+
+
+def save_checkpoint(
+    path: Path, weights: dict, optimizer, cfg: RunConfig, state: State, model_cfg
+) -> None:
+    payload = {
+        "config": cfg.to_dict(),
+        "model_config": dataclasses.asdict(model_cfg),
+        "model": weights,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "state": state.__dict__,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def try_resume(out: Path, model, optimizer, cfg: RunConfig, log) -> State:
+    """Load ``last.pt`` if it belongs to this configuration; otherwise start from scratch."""
+    path = out / "last.pt"
+    if not path.exists():
+        return State(history=[])
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated or corrupt: training restarts, nothing is lost
+        log(f"ignoring unreadable checkpoint {path} ({err}); starting from scratch")
+        return State(history=[])
+    if ckpt.get("config") != cfg.to_dict():
+        log(f"{path} was written for another configuration; starting from scratch")
+        return State(history=[])
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    state = State(**ckpt["state"])
+    log(f"resuming after epoch {state.epoch} of {cfg.epochs}")
+    return state
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    lines = [",".join(HISTORY_COLUMNS)]
+    lines += [",".join(repr(row[c]) for c in HISTORY_COLUMNS) for row in history]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def train_run(
+    cfg: RunConfig, data: PreparedDataset, out: str | Path, device: torch.device, log=None
+) -> dict:
+    """Train (or resume) one run into ``out``; returns the final metrics."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    model = build_model(cfg, data)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    state = try_resume(out, model, optimizer, cfg, log)
+    model.to(device)
+    _optimizer_to(optimizer, device)
+    data = data.to(device)
+    coupler = GradientCoupler(model.stages, cfg.coupling, cfg.kernel, cfg.couple_from)
+    start = time.perf_counter()
+    for epoch in range(state.epoch, cfg.epochs):
+        tic = time.perf_counter()
+        lr = learning_rate(cfg, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_loss, train_error = train_epoch(model, data, cfg, optimizer, coupler, epoch)
+        val_loss, val_error = evaluate(model, data, cfg.eval_batch_size)
+        row = dict(
+            epoch=epoch + 1,
+            lr=lr,
+            train_loss=train_loss,
+            train_error=train_error,
+            val_loss=val_loss,
+            val_error=val_error,
+            seconds=time.perf_counter() - tic,
+        )
+        state.history.append(row)
+        state.epoch = epoch + 1
+        if val_error < state.best_error:
+            state.best_error, state.best_epoch = val_error, epoch + 1
+            state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        save_checkpoint(out / "last.pt", model.state_dict(), optimizer, cfg, state, model.cfg)
+        log(
+            f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.4g} train {train_loss:.4f}/{train_error:.4f}"
+            f" val {val_loss:.4f}/{val_error:.4f} ({row['seconds']:.1f}s)"
+        )
+    best = State(**{**state.__dict__, "best_model": None, "history": None})
+    save_checkpoint(out / "best.pt", state.best_model, None, cfg, best, model.cfg)
+    write_history(out / "history.csv", state.history)
+    final = state.history[-1]
+    metrics = {
+        "best_epoch": state.best_epoch,
+        "best_val_error": state.best_error,
+        "final_val_error": final["val_error"],
+        "final_train_error": final["train_error"],
+        "epochs": cfg.epochs,
+        "parameters": count_parameters(model),
+        "train_seconds": sum(r["seconds"] for r in state.history),
+        "session_seconds": time.perf_counter() - start,
+        "device": str(device),
+        "torch": torch.__version__,
+        "config": cfg.to_dict(),
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for st in optimizer.state.values():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                st[k] = v.to(device)
+
+
+def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ResNet, dict]:
+    """Load a checkpoint (best.pt or last.pt) as an eval-mode model and its run config."""
+    from iterconv.models.resnet import ModelConfig
+
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    model = ResNet(ModelConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt["config"]
