@@ -1,0 +1,28 @@
+# iterconv: rebuild Lippl, Peters & Kriegeskorte (2024) for the preset chosen in params.yaml.
+#   snakemake --cores N                      # the selected preset (default: demo)
+#   snakemake --cores N --config preset=paper
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

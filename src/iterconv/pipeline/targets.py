@@ -1,0 +1,45 @@
+"""What the workflow builds for a preset: dataset preparation commands and figure names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iterconv.pipeline.grid import Run
+
+
+def dataset_command(name: str, params: dict[str, Any]) -> list[str]:
+    """Arguments of ``python -m iterconv`` that prepare dataset ``name`` into results/data/."""
+    spec = params["datasets"][name]
+    out = f"results/data/{name}"
+    if spec["source"] == "digitclutter":
+        args = ["digitclutter", "--out", out, "--n-digits", str(spec.get("n_digits", 3))]
+        for key in ("n_train", "n_val", "seed"):
+            if key in spec:
+                args += [f"--{key.replace('_', '-')}", str(spec[key])]
+        return args
+    args = [
+        "prepare",
+        "--dataset",
+        spec["source"],
+        "--out",
+        out,
+        "--archives",
+        str(params.get("archives", "data/archives")),
+    ]
+    if "n_train" in spec:
+        args += ["--n-train", str(spec["n_train"])]
+    if params.get("download"):
+        args.append("--download")
+    return args
+
+
+def figure_names(params: dict[str, Any], runs: dict[str, Run]) -> list[str]:
+    """Figures the preset's runs can support (fig1 only when the toy example is built)."""
+    import pandas as pd
+
+    from iterconv.figures.registry import FIGURES
+
+    table = pd.DataFrame([{"run_id": rid, **run.config.to_dict()} for rid, run in runs.items()])
+    names = [name for name, spec in FIGURES.items() if name != "fig1" and spec.available(table)]
+    toy = params["presets"][params["preset"]].get("toy", True)
+    return (["fig1"] if toy and "fig1" in FIGURES else []) + names

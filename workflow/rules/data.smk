@@ -1,0 +1,12 @@
+rule prepare_dataset:
+    output:
+        manifest="results/data/{dataset}/manifest.json",
+        train="results/data/{dataset}/train.npz",
+        val="results/data/{dataset}/val.npz",
+    log:
+        "results/logs/prepare_dataset/{dataset}.log",
+    params:
+        command=prepare_command,
+    threads: 2
+    shell:
+        "python -m iterconv {params.command} > {log} 2>&1"
