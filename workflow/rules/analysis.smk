@@ -57,3 +57,10 @@ rule check_claims:
     shell:
         "python -m iterconv claims --runs {input.runs} --stages {input.stages}"
         " --out {output.md} --out-json {output.json} > {log} 2>&1"
+
+
+rule analyze_all:
+    input:
+        rules.collect_tables.output,
+        rules.check_claims.output,
+        rules.run_toy.output if PRESET.get("toy", True) else [],

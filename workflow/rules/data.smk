@@ -10,3 +10,8 @@ rule prepare_dataset:
     threads: 2
     shell:
         "python -m iterconv {params.command} > {log} 2>&1"
+
+
+rule prepare_all:
+    input:
+        expand(rules.prepare_dataset.output.manifest, dataset=DATASETS),

@@ -18,3 +18,8 @@ rule plot_figure:
     shell:
         "python -m iterconv figure {wildcards.fig} --tables-dir {params.tables}"
         " --toy-dir results/toy --out {output.png} > {log} 2>&1"
+
+
+rule plot_all:
+    input:
+        expand(rules.plot_figure.output.png, fig=FIGURES),

@@ -17,3 +17,8 @@ rule train_run:
     shell:
         "python -m iterconv train --config-json {params.config:q} --threads {threads}"
         " --data {params.data} --out {params.out} > {log} 2>&1"
+
+
+rule train_all:
+    input:
+        expand(rules.train_run.output.metrics, run=RUNS),

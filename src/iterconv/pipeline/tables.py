@@ -51,12 +51,12 @@ def run_rows(run_dir: Path, indices: dict) -> tuple[dict, list[dict], list[dict]
         **{k: _nan(indices["network"].get(k)) for k in INDEX_KEYS},
     }
     stages, curves = [], []
-    for st, deviation in zip(indices["stages"], epc["deviation"], strict=True):
+    for st, weights in zip(indices["stages"], epc["stages"], strict=True):
         stages.append(
             {
                 "run_id": run_id,
                 "stage": st["stage"],
-                "deviation": deviation,
+                "deviation": weights["mean_abs_deviation"],
                 **{k: _nan(st.get(k)) for k in INDEX_KEYS},
             }
         )
