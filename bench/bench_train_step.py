@@ -64,8 +64,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     args = p.parse_args()
     device = pick_device(args.device)
-    steps = {name: make_step(c, args.width, args.blocks, args.batch, device)
-             for name, c in CASES.items()}
+    steps = {
+        name: make_step(c, args.width, args.blocks, args.batch, device) for name, c in CASES.items()
+    }
     for step in steps.values():  # warm-up
         step()
         step()
@@ -80,11 +81,15 @@ def main() -> None:
             sync(device)
             times[name].append((time.perf_counter() - tic) / args.steps)
     base = statistics.median(times["standard"])
-    print(f"# {datetime.date.today()} {platform.platform()} {platform.processor() or ''}"
-          f" cpus={torch.get_num_threads()} torch={torch.__version__} device={device}"
-          f"{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}")
-    print(f"# ResNet 3x{args.blocks} width {args.width}, batch {args.batch}, "
-          f"median of {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"# {datetime.date.today()} {platform.platform()} {platform.processor() or ''}"
+        f" cpus={torch.get_num_threads()} torch={torch.__version__} device={device}"
+        f"{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
+    )
+    print(
+        f"# ResNet 3x{args.blocks} width {args.width}, batch {args.batch}, "
+        f"median of {args.rounds} rounds x {args.steps} steps"
+    )
     print(f"{'case':<26}{'ms/step':>10}{'ratio':>8}")
     for name, ts in times.items():
         ms = statistics.median(ts) * 1e3

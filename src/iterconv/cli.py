@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "iterconv.train.cli",
     "iterconv.analysis.cli",
     "iterconv.figures.cli",
+    "iterconv.report.cli",
     "iterconv.pipeline.cli",
 )
 

@@ -6,12 +6,14 @@ rule compute_indices:
         "results/indices/{run}.json",
     log:
         "results/logs/compute_indices/{run}.log",
+    conda:
+        "../envs/iterconv.yaml"
+    threads: 1
     params:
         run=lambda wildcards, input: os.path.dirname(input.best),
         data=lambda wildcards, input: os.path.dirname(input.data),
         extra=config.get("indices", {}).get("extra_evaluations", 16),
         batch=config.get("indices", {}).get("batch_size", 1000),
-    threads: 1
     shell:
         "python -m iterconv indices --run {params.run} --data {params.data} --out {output}"
         " --extra {params.extra} --batch-size {params.batch} > {log} 2>&1"
@@ -22,8 +24,12 @@ rule run_toy:
         "results/toy/trajectories.csv",
     log:
         "results/logs/run_toy.log",
+    conda:
+        "../envs/iterconv.yaml"
+    params:
+        out=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "python -m iterconv toy --out {output} > {log} 2>&1"
+        "python -m iterconv toy --out {params.out} > {log} 2>&1"
 
 
 rule collect_tables:
@@ -38,6 +44,8 @@ rule collect_tables:
         metrics="results/metrics.json",
     log:
         "results/logs/collect_tables.log",
+    conda:
+        "../envs/iterconv.yaml"
     params:
         tables=lambda wildcards, output: os.path.dirname(output.runs),
     shell:
@@ -54,6 +62,8 @@ rule check_claims:
         json="results/claims.json",
     log:
         "results/logs/check_claims.log",
+    conda:
+        "../envs/iterconv.yaml"
     shell:
         "python -m iterconv claims --runs {input.runs} --stages {input.stages}"
         " --out {output.md} --out-json {output.json} > {log} 2>&1"

@@ -42,8 +42,12 @@ def all_outputs():
 
 def figure_inputs(wildcards):
     tables = rules.collect_tables.output
-    inputs = {"runs": tables.runs, "stages": tables.stages, "curves": tables.curves,
-              "history": tables.history}
+    inputs = {
+        "runs": tables.runs,
+        "stages": tables.stages,
+        "curves": tables.curves,
+        "history": tables.history,
+    }
     if wildcards.fig == "fig1":
         inputs["toy"] = rules.run_toy.output[0]
     return inputs

@@ -5,9 +5,11 @@ rule prepare_dataset:
         val="results/data/{dataset}/val.npz",
     log:
         "results/logs/prepare_dataset/{dataset}.log",
+    conda:
+        "../envs/iterconv.yaml"
+    threads: 2
     params:
         command=prepare_command,
-    threads: 2
     shell:
         "python -m iterconv {params.command} > {log} 2>&1"
 

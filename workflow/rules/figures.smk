@@ -12,6 +12,8 @@ rule plot_figure:
         caption="figures/{fig}.caption.txt",
     log:
         "results/logs/plot_figure/{fig}.log",
+    conda:
+        "../envs/iterconv.yaml"
     params:
         tables=lambda wildcards, input: os.path.dirname(input.runs),
         caption=figure_caption,

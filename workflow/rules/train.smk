@@ -7,13 +7,15 @@ rule train_run:
         history="results/runs/{run}/history.csv",
     log:
         "results/runs/{run}/train.log",
+    conda:
+        "../envs/iterconv.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         config=run_config_json,
         data=lambda wildcards, input: os.path.dirname(input.data),
         out=lambda wildcards, output: os.path.dirname(output.metrics),
-    threads: 1
-    resources:
-        gpu=1,
     shell:
         "python -m iterconv train --config-json {params.config:q} --threads {threads}"
         " --data {params.data} --out {params.out} > {log} 2>&1"

@@ -85,13 +85,33 @@ class SpectralBound(nn.Module):
         self.register_buffer("v_conv1", _normalize(torch.randn(1, channels, size, size)))
         self.register_buffer("v_conv2", _normalize(torch.randn(1, channels, size, size)))
         self.register_buffer("bound", torch.ones(()))
+        self._cache: tuple | None = None  # (tensor versions, bound) for evaluation
 
     def forward(self, residual: nn.Module, update: bool) -> torch.Tensor:
         """The bound L_hat(f), differentiable in conv weights and BN gammas.
 
         ``update``: do one power-iteration step and store the new vectors (training); otherwise
-        reuse the stored vectors (evaluation is then a pure function of the state).
+        reuse the stored vectors (evaluation is then a pure function of the state, cached
+        until a weight, BN statistic or vector changes in place).
         """
+        if not update and not torch.is_grad_enabled():
+            tensors = (
+                residual.conv1.weight,
+                residual.conv2.weight,
+                residual.bn1.weight,
+                residual.bn1.running_var,
+                residual.bn2.weight,
+                residual.bn2.running_var,
+                self.v_conv1,
+                self.v_conv2,
+            )
+            key = tuple((t.data_ptr(), t._version) for t in tensors)
+            if self._cache is None or self._cache[0] != key:
+                self._cache = (key, self._bound(residual, update=False))
+            return self._cache[1]
+        return self._bound(residual, update)
+
+    def _bound(self, residual: nn.Module, update: bool) -> torch.Tensor:
         first = ConvOperator(residual.conv1.weight, bn_scale(residual.bn1), bn_scale(residual.bn2))
         second = ConvOperator(residual.conv2.weight, None, None)
         steps = 1 if update else 0

@@ -73,8 +73,9 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown run configuration keys {unknown}; allowed: {sorted(known)}")
         values = dict(data)
-        if "milestones" in values:
-            values["milestones"] = tuple(int(m) for m in values["milestones"])
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                values[f.name] = _typed(f.name, values[f.name], f.type)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +96,23 @@ class RunConfig:
             recurrent_init=self.init == "recurrent",
             bn_gamma=self.bn_gamma,
         )
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _typed(key: str, value: Any, kind: str) -> Any:
+    """``value`` checked against the field's annotation (a string under postponed evaluation)."""
+    ok = {
+        "int": _is_int(value),
+        "float": _is_int(value) or isinstance(value, float),
+        "str": isinstance(value, str),
+        "tuple[int, ...]": isinstance(value, list | tuple) and all(map(_is_int, value)),
+    }[kind]
+    if not ok:
+        raise ValueError(f"{key}: {value!r} is not allowed; must be of type {kind}")
+    return tuple(value) if kind.startswith("tuple") else float(value) if kind == "float" else value
 
 
 def learning_rate(cfg: RunConfig, epoch: int) -> float:

@@ -1,0 +1,110 @@
+"""``iterconv indices``, ``iterconv epc`` and ``iterconv toy``: the analyses of trained runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from iterconv.cli import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("indices", help="convergence, recurrence and divergence indices of a run")
+    p.add_argument("--run", type=Path, required=True, help="run directory containing best.pt")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
+    p.add_argument("--out", type=Path, required=True, help="output JSON file")
+    p.add_argument("--extra", type=int, default=16, help="extra evaluations J (default 16)")
+    p.add_argument("--batch-size", type=int, default=1000, help="images per batch")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=4096,
+        help="rows (images x perturbations) per call of the later stages",
+    )
+    p.add_argument("--max-images", type=int, default=0, help="first N validation images (0: all)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.set_defaults(handler=run_indices)
+
+    p = sub.add_parser("epc", help="effective parameter count of a run (appendix C.1)")
+    p.add_argument("--run", type=Path, required=True, help="run directory containing best.pt")
+    p.add_argument("--out", type=Path, required=True, help="output JSON file")
+    p.set_defaults(handler=run_epc)
+
+    p = sub.add_parser("toy", help="the toy inverse problem of fig 1 (CSV tables)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.set_defaults(handler=run_toy)
+
+
+def _checkpoint(run: Path) -> Path:
+    ckpt = run / "best.pt"
+    if not ckpt.is_file():
+        raise UserError(f"no checkpoint {ckpt}: train the run first")
+    return ckpt
+
+
+def _positive(name: str, value: int, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"--{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def run_indices(args: argparse.Namespace) -> int:
+    from iterconv.analysis.indices import compute_indices, write_indices
+    from iterconv.data.prepared import load_prepared, normalize
+    from iterconv.train.device import pick_device
+    from iterconv.train.loop import load_run_model
+
+    for name in ("extra", "batch_size", "max_batch"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    _positive("max-images", args.max_images, allow_zero=True)
+    device = pick_device(args.device)
+    model, _ = load_run_model(_checkpoint(args.run), device)
+    data = load_prepared(args.data)
+    if model.cfg.num_classes != data.num_classes:
+        raise UserError(
+            f"model has {model.cfg.num_classes} outputs, dataset "
+            f"{data.num_classes} classes: wrong --data for this run?"
+        )
+    n = args.max_images or data.val_x.shape[0]
+    result = compute_indices(
+        model,
+        data.val_x[:n],
+        data.val_y[:n],
+        multilabel=data.multilabel,
+        extra=args.extra,
+        batch_size=args.batch_size,
+        max_batch=args.max_batch,
+        device=device,
+        prepare=lambda x: normalize(x, data.mean, data.std),
+    )
+    result["run"] = args.run.name
+    try:
+        write_indices(args.out, result)
+    except OSError as err:
+        raise UserError(f"cannot write {args.out}: {err.strerror}") from err
+    return 0
+
+
+def run_epc(args: argparse.Namespace) -> int:
+    from iterconv.analysis.epc import effective_parameter_count
+    from iterconv.io import write_json
+    from iterconv.train.loop import load_run_model
+
+    model, _ = load_run_model(_checkpoint(args.run), "cpu")
+    result = {"run": args.run.name, **effective_parameter_count(model)}
+    try:
+        write_json(args.out, result)
+    except OSError as err:
+        raise UserError(f"cannot write {args.out}: {err.strerror}") from err
+    return 0
+
+
+def run_toy(args: argparse.Namespace) -> int:
+    from iterconv.analysis.toy import run_toy_example, write_toy
+
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output directory {args.out}: {err.strerror}") from err
+    write_toy(args.out, run_toy_example(seed=args.seed))
+    return 0

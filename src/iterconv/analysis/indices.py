@@ -1,0 +1,292 @@
+"""Iterative convergence indices CI, RI, DI (paper section "Iterative convergence indices";
+DESIGN.md section 5) and their alternatives against the model's own predictions (appendix B).
+
+For stage s with B blocks, chance error e_c and unperturbed error e_f:
+
+    CI_s = mean_k (e_c - r_k) / (e_c - e_f)      r_k: read-out after k blocks, k = 1..B
+    RI_s = mean_k (e_c - d_k) / (e_c - d_B)      d_k: block k dropped, k = 1..B
+    DI_s = mean_j (x_j - e_f) / (e_c - e_f)      x_j: last block applied j more times, j = 1..J
+
+A zero denominator gives NaN and a line in ``notes``. The network index is the plain mean over
+stages, NaN when any stage is NaN (a NaN is never silently averaged away).
+The JSON schema ``iterconv.indices/1`` is documented in docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iterconv.analysis.perturb import KINDS, BlockCounter, perturb_batch
+from iterconv.io import write_text
+from iterconv.models.resnet import ResNet
+from iterconv.train.metrics import loss_fn, mistakes, predictions
+
+SCHEMA = "iterconv.indices/1"
+INDEX_NAMES = ("CI", "RI", "DI")
+_PREFIX = {"readout": "CI", "dropout": "RI", "extra": "DI"}
+
+
+def chance_error(
+    num_classes: int, multilabel: bool = False, n_per_image: torch.Tensor | None = None
+) -> float:
+    """Error of guessing uniformly: 1 - 1/classes, or 1 - mean_i 1 / C(classes, n_i) for
+    multi-label images with n_i targets each (``n_per_image``: (N,) integers)."""
+    if not multilabel:
+        return 1.0 - 1.0 / num_classes
+    if n_per_image is None or n_per_image.numel() == 0:
+        raise ValueError("multi-label chance error needs the target count of every image")
+    counts = torch.bincount(n_per_image.long().flatten(), minlength=num_classes + 1)
+    p = sum(int(c) / math.comb(num_classes, n) for n, c in enumerate(counts.tolist()) if c)
+    return 1.0 - p / n_per_image.numel()
+
+
+def _ratio_mean(num: list[float], den: float, what: str, notes: list[str]) -> float:
+    if abs(den) < 1e-12:
+        notes.append(f"{what}: zero denominator ({den:.3g}); index set to NaN")
+        return math.nan
+    return sum(v / den for v in num) / len(num) if num else math.nan
+
+
+def convergence_index(
+    readout: list[float],
+    e_chance: float,
+    e_final: float,
+    notes: list[str] | None = None,
+    what: str = "CI",
+) -> float:
+    """CI = mean_k (e_chance - r_k) / (e_chance - e_final); ``readout`` = r_1..r_B."""
+    return _ratio_mean(
+        [e_chance - r for r in readout],
+        e_chance - e_final,
+        what,
+        notes if notes is not None else [],
+    )
+
+
+def recurrence_index(
+    dropout: list[float], e_chance: float, notes: list[str] | None = None, what: str = "RI"
+) -> float:
+    """RI = mean_k (e_chance - d_k) / (e_chance - d_B); ``dropout`` = d_1..d_B."""
+    return _ratio_mean(
+        [e_chance - d for d in dropout],
+        e_chance - dropout[-1],
+        what,
+        notes if notes is not None else [],
+    )
+
+
+def divergence_index(
+    extra: list[float],
+    e_chance: float,
+    e_final: float,
+    notes: list[str] | None = None,
+    what: str = "DI",
+) -> float:
+    """DI = mean_j (x_j - e_final) / (e_chance - e_final); ``extra`` = x_1..x_J."""
+    return _ratio_mean(
+        [x - e_final for x in extra], e_chance - e_final, what, notes if notes is not None else []
+    )
+
+
+def _nan_mean(values: list[float]) -> float:
+    return math.nan if any(math.isnan(v) for v in values) else sum(values) / len(values)
+
+
+class _Sums:
+    """Running sums over images of error, own-prediction error, loss and distance per curve."""
+
+    def __init__(self, sizes: dict[str, int]):
+        self.v = {
+            (kind, m): torch.zeros(n, dtype=torch.float64)
+            for kind, n in sizes.items()
+            for m in ("error", "error_alt", "loss", "distance")
+        }
+
+    def add(
+        self,
+        kind: str,
+        logits: torch.Tensor,
+        dist: torch.Tensor,
+        y: torch.Tensor,
+        own: torch.Tensor,
+        multilabel: bool,
+    ) -> None:
+        """``logits`` (P, b, K), ``dist`` (P, b); ``y``, ``own`` targets of the b images."""
+        n_p, b = logits.shape[:2]
+        if n_p == 0:
+            return
+        flat = logits.reshape(n_p * b, -1)
+        rep = (n_p,) + (1,) * (y.dim() - 1)
+        err = mistakes(flat, y.repeat(rep), multilabel).view(n_p, b).sum(1)
+        alt = mistakes(flat, own.repeat(rep), multilabel).view(n_p, b).sum(1)
+        loss = torch.stack([loss_fn(logit, y, multilabel) for logit in logits]) * b
+        for m, t in (("error", err), ("error_alt", alt), ("loss", loss), ("distance", dist.sum(1))):
+            self.v[kind, m][:n_p] += t.double().cpu()
+
+
+@torch.inference_mode()
+def compute_indices(
+    model: ResNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    multilabel: bool = False,
+    extra: int = 16,
+    batch_size: int = 1000,
+    max_batch: int = 4096,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Curves and indices of every stage of ``model`` on a validation set.
+
+    Args:
+        model: the network; put in eval mode here (BN running statistics, fixed spectral bound).
+        images: (N, C, H, W) images, already normalised floats unless ``prepare`` is given.
+        labels: (N,) int64 class ids, or (N, classes) multi-hot for ``multilabel``.
+        multilabel: Digitclutter-style targets (correct iff the top-n scores are the n digits).
+        extra: J, the number of extra evaluations of each stage's last block.
+        batch_size: images per batch (memory ~ (B + 1) x batch x C x H x W per stage).
+        max_batch: rows (images x perturbations) per call of the later stages.
+        prepare: applied to every batch on the device (e.g. uint8 -> normalised float).
+        device: where to compute; default the model's device.
+
+    Returns:
+        The ``iterconv.indices/1`` dict (NaN as float NaN; ``run`` set to None).
+    """
+    start = time.perf_counter()
+    model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    n_images, num_classes = images.shape[0], model.cfg.num_classes
+    if n_images == 0:
+        raise ValueError("the validation set is empty")
+    n_per_image = labels.sum(1) if multilabel else None
+    e_chance = chance_error(num_classes, multilabel, n_per_image)
+    n_blocks = [len(stage.blocks) for stage in model.stages]
+    sums = [_Sums({"readout": b - 1, "dropout": b, "extra": extra}) for b in n_blocks]
+    final = {"error": 0.0, "loss": 0.0}
+    counter = BlockCounter()
+
+    for lo in range(0, n_images, batch_size):
+        xb = images[lo : lo + batch_size].to(device, non_blocking=True)
+        xb = prepare(xb) if prepare is not None else xb
+        yb = labels[lo : lo + batch_size].to(device)
+        logits, stages = perturb_batch(model, xb, extra, max_batch, counter)
+        own = predictions(logits, multilabel, yb.sum(1) if multilabel else None)
+        final["error"] += float(mistakes(logits, yb, multilabel).sum())
+        final["loss"] += float(loss_fn(logits, yb, multilabel)) * xb.shape[0]
+        for res, acc in zip(stages, sums, strict=True):
+            for kind in KINDS:
+                acc.add(kind, res.logits[kind], res.distance[kind], yb, own, multilabel)
+
+    e_final, loss_final = final["error"] / n_images, final["loss"] / n_images
+    notes: list[str] = []
+    out_stages = []
+    for s, (acc, b) in enumerate(zip(sums, n_blocks, strict=True)):
+        curve = {
+            f"{kind}_{m}": (acc.v[kind, m] / n_images).tolist()
+            for kind in KINDS
+            for m in ("error", "error_alt", "loss", "distance")
+        }
+        # read-out B is the unperturbed network: append its values.
+        for m, v in (
+            ("error", e_final),
+            ("error_alt", 0.0),
+            ("loss", loss_final),
+            ("distance", 0.0),
+        ):
+            curve[f"readout_{m}"].append(v)
+        entry: dict[str, Any] = {"stage": s + 1, "blocks": b}
+        for m in ("error", "error_alt", "loss", "distance"):
+            entry.update({f"{kind}_{m}": curve[f"{kind}_{m}"] for kind in KINDS})
+        for alt, ef in (("", e_final), ("_alt", 0.0)):
+            tag = f"stage {s + 1}"
+            entry[f"CI{alt}"] = convergence_index(
+                curve[f"readout_error{alt}"], e_chance, ef, notes, f"CI{alt} {tag}"
+            )
+            entry[f"RI{alt}"] = recurrence_index(
+                curve[f"dropout_error{alt}"], e_chance, notes, f"RI{alt} {tag}"
+            )
+            entry[f"DI{alt}"] = divergence_index(
+                curve[f"extra_error{alt}"], e_chance, ef, notes, f"DI{alt} {tag}"
+            )
+        out_stages.append(entry)
+
+    network = {}
+    for name in (*INDEX_NAMES, *(f"{n}_alt" for n in INDEX_NAMES)):
+        network[name] = _nan_mean([st[name] for st in out_stages])
+        if math.isnan(network[name]):
+            notes.append(f"network {name}: NaN because a stage index is NaN")
+    naive = naive_block_evaluations(n_blocks, extra)
+    return {
+        "schema": SCHEMA,
+        "run": None,
+        "chance_error": e_chance,
+        "final_error": e_final,
+        "final_loss": loss_final,
+        "n_images": n_images,
+        "extra_evaluations": extra,
+        "network": network,
+        "stages": out_stages,
+        "block_evaluations": {
+            "unit": "residual-block applications per image",
+            "perturbed_stage": counter.perturbed_stage / n_images,
+            "later_stages": counter.later_stages / n_images,
+            "total": counter.total / n_images,
+            "downsampling": counter.downsampling / n_images,
+            "naive_total": naive,
+        },
+        "notes": notes,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def naive_block_evaluations(n_blocks: list[int], extra: int) -> int:
+    """Residual-block applications per image when every perturbation (and the unperturbed pass)
+    runs the whole network from the images."""
+    total = sum(n_blocks)  # the unperturbed pass
+    for b in n_blocks:
+        others = sum(n_blocks) - b
+        lengths = [*range(1, b + 1), *([b - 1] * b), *range(b + 1, b + extra + 1)]
+        total += sum(lengths) + len(lengths) * others
+    return total
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def _none_to_nan(obj: Any) -> Any:
+    if obj is None:
+        return math.nan
+    if isinstance(obj, dict):
+        return {k: (v if k == "run" else _none_to_nan(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_none_to_nan(v) for v in obj]
+    return obj
+
+
+def write_indices(path: str | os.PathLike, result: dict[str, Any]) -> None:
+    """Write ``result`` as strict JSON (NaN -> null), atomically."""
+    write_text(path, json.dumps(_nan_to_none(result), indent=2, allow_nan=False) + "\n")
+
+
+def read_indices(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an indices JSON; null numbers come back as NaN (``run`` stays as written)."""
+    data = json.loads(Path(path).read_text())
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
+    return _none_to_nan(data)

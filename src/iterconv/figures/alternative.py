@@ -1,0 +1,55 @@
+"""Alternative measures (appendix fig 6): loss and distance along the perturbations."""
+
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from iterconv.figures.standard import PERTURBATIONS
+from iterconv.figures.style import (
+    coupling_color,
+    coupling_order,
+    log_axes,
+    placeholder,
+    style_ax,
+)
+from iterconv.figures.style import with_setting as _with_setting
+
+MEASURES = {"loss": "Cross-entropy", "distance": "Distance to final repr.", "error_alt": "Error"}
+
+
+def plot_measure_curves(
+    curves: pd.DataFrame, measure: str, perturbation: str, stage: int, ax: Axes | None = None
+) -> Axes:
+    """Mean ``measure`` along one perturbation of one stage per coupling setting (log y),
+    band: normal-approximation 95% CI (mean ± 1.96 SE; a bootstrap per step is too slow).
+
+    Args:
+        curves: rows of ``curves.csv``; ``measure`` is ``loss`` (nats) or ``distance``
+            (Euclidean, units of the representation).
+    """
+    ax = Figure(figsize=(4, 3)).subplots() if ax is None else ax
+    sel = (curves["perturbation"] == perturbation) & (curves["stage"] == stage)
+    df = curves[sel].dropna(subset=[measure]) if measure in curves else curves.iloc[0:0]
+    df = df[df[measure] > 0]  # log axis
+    if df.empty:
+        return placeholder(ax, f"no positive {measure} values\n({perturbation}, stage {stage})")
+    df = _with_setting(df)
+    order = coupling_order(df["setting"])
+    palette = {s: coupling_color(s, order) for s in order}
+    sns.lineplot(
+        df,
+        x="step",
+        y=measure,
+        hue="setting",
+        hue_order=order,
+        palette=palette,
+        errorbar=("se", 1.96),
+        linewidth=1.1,
+        ax=ax,
+    )
+    log_axes(ax, y=True)
+    title = f"Stage {int(stage)}"
+    return style_ax(ax, title, PERTURBATIONS[perturbation][1], MEASURES.get(measure, measure))

@@ -1,0 +1,49 @@
+"""``iterconv figure NAME``: draw one figure to PNG + PDF + caption (all written atomically)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+from iterconv.io import atomic_path, write_text
+
+
+def register(sub) -> None:
+    p = sub.add_parser("figure", help="draw one figure of the paper from the tables")
+    p.add_argument("name", nargs="?", help="figure name (see --list)")
+    p.add_argument("--tables-dir", default="results/tables", help="runs/stages/curves/history")
+    p.add_argument("--toy-dir", default="results/toy", help="holds trajectories.csv (fig1)")
+    p.add_argument("--out", help="output PNG; the PDF and .caption.txt go beside it")
+    p.add_argument("--dpi", type=int, default=200, help="PNG resolution")
+    p.add_argument("--list", action="store_true", help="print the available figure names")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iterconv.cli import UserError
+    from iterconv.figures.data import load_tables
+    from iterconv.figures.registry import FIGURES, build_figure, caption, figure_names
+
+    try:
+        tables = load_tables(args.tables_dir, args.toy_dir)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
+    if args.list:
+        print("\n".join(figure_names(tables.runs)))
+        return 0
+    if args.name not in FIGURES:
+        raise UserError(f"unknown figure {args.name!r}; choose from {', '.join(FIGURES)}")
+    out = Path(args.out or f"figures/{args.name}.png")
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out must end in .png, got {out}")
+    fig = build_figure(args.name, tables)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=args.dpi)
+    with atomic_path(out.with_suffix(".pdf")) as tmp:
+        fig.savefig(tmp, format="pdf")
+    write_text(out.with_suffix(".caption.txt"), caption(args.name, tables.runs) + "\n")
+    return 0

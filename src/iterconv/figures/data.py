@@ -1,0 +1,112 @@
+"""Load the pipeline's tables and select the runs a figure needs (no statistics here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+TABLES = ("runs", "stages", "curves", "history")
+
+# Defaults of the training variations: a run with these values is "ordinary training".
+VARIATION_DEFAULTS = {"bn_gamma": 1.0, "kernel": "uniform", "couple_from": 0}
+
+
+@dataclass
+class Tables:
+    """The pipeline's tables; a missing table is an empty frame."""
+
+    runs: pd.DataFrame
+    stages: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    toy: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def load_tables(tables_dir: str | Path, toy_dir: str | Path | None = None) -> Tables:
+    """Read ``runs/stages/curves/history.csv`` (and the toy trajectories when given).
+
+    Raises:
+        FileNotFoundError: when ``runs.csv`` is missing (every figure needs it).
+    """
+    tables_dir = Path(tables_dir)
+    if not (tables_dir / "runs.csv").is_file():
+        raise FileNotFoundError(f"{tables_dir / 'runs.csv'} not found")
+    frames = {name: _read(tables_dir / f"{name}.csv") for name in TABLES}
+    toy = _read(Path(toy_dir) / "trajectories.csv") if toy_dir else pd.DataFrame()
+    return Tables(toy=toy, **frames)
+
+
+def _column(df: pd.DataFrame, name: str, default) -> pd.Series:
+    return df[name].fillna(default) if name in df else pd.Series(default, index=df.index)
+
+
+def ordinary_training(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows trained without a variation (BN gamma 1, uniform kernel, coupling from block 0)."""
+    if df.empty:
+        return df
+    keep = pd.Series(True, index=df.index)
+    for name, default in VARIATION_DEFAULTS.items():
+        col = _column(df, name, default)
+        keep &= col.astype(str) == str(default) if isinstance(default, str) else col == default
+    return df[keep]
+
+
+def select(df: pd.DataFrame, **equal) -> pd.DataFrame:
+    """Rows whose columns equal the given values (a list value means "one of")."""
+    keep = pd.Series(True, index=df.index)
+    for name, value in equal.items():
+        if name not in df:
+            return df.iloc[0:0]
+        values = value if isinstance(value, list | tuple | set) else [value]
+        keep &= df[name].isin(values)
+    return df[keep]
+
+
+def main_dataset(runs: pd.DataFrame) -> str | None:
+    """The dataset of the paper's main figures: cifar10 if present, else the most-run dataset."""
+    if runs.empty or "dataset" not in runs:
+        return None
+    counts = ordinary_training(select(runs, variant="standard"))["dataset"].value_counts()
+    if counts.empty:
+        counts = runs["dataset"].value_counts()
+    if "cifar10" in counts.index:
+        return "cifar10"
+    # Most runs first; ties broken by name so the choice is deterministic.
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return str(ranked[0][0])
+
+
+def digitclutter_dataset(runs: pd.DataFrame, exclude: str | None = None) -> str | None:
+    """A Digitclutter dataset for fig 3b: digits5 if present, else the most-run digits* one."""
+    names = [d for d in runs.get("dataset", pd.Series(dtype=str)).unique() if "digits" in str(d)]
+    names = [d for d in names if d != exclude]
+    if not names:
+        return None
+    if "digits5" in names:
+        return "digits5"
+    counts = runs["dataset"].value_counts()
+    return max(names, key=lambda d: (counts[d], d))
+
+
+def core_runs(runs: pd.DataFrame, dataset: str | None, variant: str = "standard") -> pd.DataFrame:
+    """Ordinary-training runs of one dataset and variant (the coupling grid of figs 3/4/S2)."""
+    return ordinary_training(select(runs, dataset=dataset, variant=variant))
+
+
+def restrict(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a per-run table (stages, curves, history) belonging to ``runs``."""
+    if table.empty or "run_id" not in table:
+        return table.iloc[0:0]
+    out = table[table["run_id"].isin(runs["run_id"])]
+    missing = [c for c in runs.columns if c not in out.columns]
+    if missing:  # configuration columns the table lacks are taken from runs.csv
+        out = out.merge(runs[["run_id", *missing]], on="run_id", how="left")
+    return out

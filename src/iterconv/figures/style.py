@@ -1,0 +1,181 @@
+"""One look for every figure: width colours, coupling labels, axis style, placeholders."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+# Okabe-Ito colours (colour-blind safe), one per first-stage width, used by every figure.
+WIDTH_COLORS: dict[int, str] = {8: "#E69F00", 16: "#56B4E9", 32: "#009E73", 64: "#CC79A7"}
+_EXTRA_COLORS = ("#0072B2", "#D55E00", "#F0E442", "#000000")
+
+# Colours of the coupling settings (fig 5, fig 7): sequential, light = uncoupled.
+COUPLING_COLORS = ("#999999", "#9ecae1", "#4292c6", "#08519c", "#08306b", "#041a3a")
+
+# The paper's x axis of the coupling figures.
+COUPLING_AXIS_LABEL = "Coupling parameter (Initialization)"
+INDEX_NAMES = {
+    "CI": "Convergence Index",
+    "RI": "Recurrence Index",
+    "DI": "Divergence Index",
+    "CI_alt": "Convergence Index (vs own pred.)",
+    "RI_alt": "Recurrence Index (vs own pred.)",
+    "DI_alt": "Divergence Index (vs own pred.)",
+}
+
+DATASET_NAMES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "cifar10_2048": "CIFAR-10 (2048 samples)",
+    "mnist": "MNIST",
+    "digits2": "Digitclutter-2",
+    "digits3": "Digitclutter-3",
+    "digits4": "Digitclutter-4",
+    "digits5": "Digitclutter-5",
+    "digits2to5": "Digitclutter (2-5 digits)",
+    "digits2_2048": "Digitclutter-2 (2048 samples)",
+    "digits4_8192": "Digitclutter-4 (8192 samples)",
+    "demo_digits": "Digitclutter demo",
+    "micro_digits": "Digitclutter micro",
+}
+
+
+def dataset_name(dataset: str) -> str:
+    """Readable name of a dataset id (the id itself when unknown)."""
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def width_color(width: int) -> str:
+    """Colour of a first-stage width; widths outside 8/16/32/64 get a stable extra colour."""
+    width = int(width)
+    if width in WIDTH_COLORS:
+        return WIDTH_COLORS[width]
+    return _EXTRA_COLORS[int(math.log2(max(width, 1))) % len(_EXTRA_COLORS)]
+
+
+def width_palette(widths: Iterable) -> dict[int, str]:
+    """Palette for seaborn's ``hue="width"``: {width: colour}."""
+    return {int(w): width_color(w) for w in sorted({int(w) for w in widths})}
+
+
+def coupling_label(coupling: float, init: str) -> str:
+    """The paper's x label of one coupling setting, e.g. ``"0 (non-rec.)"``, ``"0.5 (rec.)"``."""
+    rec = "rec." if str(init).startswith("rec") else "non-rec."
+    return f"{float(coupling):g} ({rec})"
+
+
+def _label_key(label: str) -> tuple[float, int]:
+    value, _, rest = label.partition(" ")
+    return float(value), 0 if "non-rec" in rest else 1
+
+
+def coupling_order(labels: Iterable[str]) -> list[str]:
+    """Sort coupling labels as on the paper's axes: by lambda, non-recurrent before recurrent."""
+    return sorted(set(labels), key=_label_key)
+
+
+def with_setting(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``df`` with a ``setting`` column holding the coupling label of each row."""
+    out = df.copy()
+    init = out["init"] if "init" in out else pd.Series("nonrecurrent", index=out.index)
+    out["setting"] = [coupling_label(c, i) for c, i in zip(out["coupling"], init, strict=True)]
+    return out
+
+
+def coupling_color(label: str, order: list[str]) -> str:
+    """Colour of one coupling setting within ``order`` (light grey for the uncoupled one)."""
+    i = order.index(label) if label in order else 0
+    return COUPLING_COLORS[min(i, len(COUPLING_COLORS) - 1)]
+
+
+def _percent(y: float, _pos=None) -> str:
+    """0.125 -> "12.5%", 0.12 -> "12%" (one decimal at most, trailing zeros dropped)."""
+    return f"{100 * y:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+def style_ax(
+    ax: Axes,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    percent: bool = False,
+) -> Axes:
+    """The house axis style: no top/right spines, light y grid, optional percent y ticks."""
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", alpha=0.3, linewidth=0.6)
+    ax.set_axisbelow(True)
+    if title is not None:
+        ax.set_title(title, fontsize="medium")
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if percent:
+        ax.yaxis.set_major_formatter(FuncFormatter(_percent))
+    return ax
+
+
+def placeholder(ax: Axes, message: str) -> Axes:
+    """Mark ``ax`` as empty with a readable reason (missing runs), instead of a blank panel."""
+    ax.set_axis_off()
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        ha="center",
+        va="center",
+        wrap=True,
+        fontsize="medium",
+        color="#444444",
+        transform=ax.transAxes,
+        bbox={"boxstyle": "round", "facecolor": "#f3f3f3", "edgecolor": "#bbbbbb"},
+    )
+    return ax
+
+
+def shared_legend(fig, axes, title: str | None = None) -> None:
+    """Replace the legends of ``axes`` by one figure legend (the union of their entries, first
+    occurrence kept), placed outside on the right (needs ``layout="constrained"``)."""
+    seen: dict = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if seen:
+        fig.legend(
+            list(seen.values()),
+            list(seen.keys()),
+            title=title,
+            loc="outside right upper",
+            fontsize="small",
+            title_fontsize="small",
+            frameon=False,
+        )
+
+
+def panel_letter(ax: Axes, letter: str) -> None:
+    """Bold panel letter (a, b, c) at the top left, outside the axes."""
+    ax.text(
+        -0.18,
+        1.06,
+        letter,
+        transform=ax.transAxes,
+        fontweight="bold",
+        fontsize="large",
+        va="bottom",
+        ha="left",
+    )
+
+
+def log_axes(ax: Axes, x: bool = False, y: bool = False) -> Axes:
+    """Log scale on the chosen axes, decade labels only (minor labels overlap)."""
+    for on, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+        if on:
+            setter("log")
+            axis.set_minor_formatter(NullFormatter())
+    return ax

@@ -1,0 +1,42 @@
+"""``iterconv claims``: check the paper's claims on the tables (markdown + JSON)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("claims", help="check the paper's claims on runs.csv / stages.csv")
+    p.add_argument("--runs", default="results/tables/runs.csv", help="runs table")
+    p.add_argument("--stages", default="results/tables/stages.csv", help="stages table")
+    p.add_argument("--out", default="results/claims.md", help="markdown report")
+    p.add_argument("--out-json", default="results/claims.json", help="JSON records")
+    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutations")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.005,
+        help="error difference (fraction) that counts as no benefit",
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from iterconv.cli import UserError
+    from iterconv.io import write_json, write_text
+    from iterconv.report.claims import check_claims, to_json, to_markdown
+
+    if not Path(args.runs).is_file():
+        raise UserError(f"{args.runs} not found")
+    runs = pd.read_csv(args.runs)
+    stages = pd.read_csv(args.stages) if Path(args.stages).is_file() else pd.DataFrame()
+    needed = {"run_id", "dataset", "variant", "width", "coupling", "init", "seed", "val_error"}
+    if missing := needed - set(runs.columns):
+        raise UserError(f"{args.runs} lacks columns {', '.join(sorted(missing))}")
+    dataset, results = check_claims(runs, stages, seed=args.seed, margin=args.margin)
+    write_json(args.out_json, to_json(results))
+    write_text(args.out, to_markdown(results, runs, dataset))
+    return 0
