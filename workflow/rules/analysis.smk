@@ -73,4 +73,4 @@ rule analyze_all:
     input:
         rules.collect_tables.output,
         rules.check_claims.output,
-        rules.run_toy.output if PRESET.get("toy", True) else [],
+        rules.run_toy.output,

@@ -2,7 +2,12 @@
 import json
 import shlex
 
-from iterconv.pipeline.grid import ParamsError, datasets_used, expand_runs, preset
+from iterconv.pipeline.grid import (
+    ParamsError,
+    datasets_used,
+    expand_runs,
+    stale_runs,
+)
 from iterconv.pipeline.targets import dataset_command, figure_names
 
 try:
@@ -10,8 +15,10 @@ try:
 except ParamsError as err:
     raise WorkflowError(f"invalid params.yaml: {err}")
 DATASETS = datasets_used(config)
-PRESET = preset(config)
-FIGURES = figure_names(config, RUNS)
+FIGURES = figure_names(RUNS)
+# Runs whose results were trained with another configuration: retrained even when Snakemake
+# has no metadata for them (fresh clone + dvc pull), see docs/pipeline.md.
+STALE = set(stale_runs(RUNS, "results/runs"))
 
 
 wildcard_constraints:
@@ -25,6 +32,13 @@ def run_config_json(wildcards):
 
 def run_dataset(wildcards):
     return f"results/data/{RUNS[wildcards.run].config.dataset}/manifest.json"
+
+
+def train_inputs(wildcards):
+    inputs = {"data": run_dataset(wildcards)}
+    if wildcards.run in STALE:
+        inputs["changed"] = f"results/runs/{wildcards.run}/config-changed.flag"
+    return inputs
 
 
 def prepare_command(wildcards):

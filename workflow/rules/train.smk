@@ -1,6 +1,17 @@
+rule flag_changed_config:
+    output:
+        temp("results/runs/{run}/config-changed.flag"),
+    log:
+        "results/logs/flag_changed_config/{run}.log",
+    conda:
+        "../envs/iterconv.yaml"
+    shell:
+        "echo 'configuration of {wildcards.run} changed: retraining' | tee {output} > {log}"
+
+
 rule train_run:
     input:
-        data=run_dataset,
+        unpack(train_inputs),
     output:
         best="results/runs/{run}/best.pt",
         metrics="results/runs/{run}/metrics.json",

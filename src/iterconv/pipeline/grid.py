@@ -7,8 +7,10 @@ A run is ``RunConfig`` defaults <- recipe <- sweep ``fixed`` <- one point of the
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from iterconv.train.config import RunConfig
@@ -123,3 +125,19 @@ def datasets_used(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The dataset specs the selected preset's runs need, by name."""
     names = sorted({run.config.dataset for run in expand_runs(params).values()})
     return {name: params["datasets"][name] for name in names}
+
+
+def stale_runs(runs: dict[str, Run], runs_dir: str | Path) -> list[str]:
+    """Runs whose finished outputs were trained with another configuration than params.yaml
+    now gives them (e.g. an edited recipe). Read from each run's metrics.json, so this works
+    without Snakemake's metadata (after a fresh clone and ``dvc pull``)."""
+    stale = []
+    for rid, run in runs.items():
+        path = Path(runs_dir) / rid / "metrics.json"
+        try:
+            recorded = json.loads(path.read_text())["config"]
+        except (OSError, ValueError, KeyError):
+            continue  # missing or unreadable: Snakemake already treats it as missing
+        if recorded != run.config.to_dict():
+            stale.append(rid)
+    return stale

@@ -33,13 +33,11 @@ def dataset_command(name: str, params: dict[str, Any]) -> list[str]:
     return args
 
 
-def figure_names(params: dict[str, Any], runs: dict[str, Run]) -> list[str]:
-    """Figures the preset's runs can support (fig1 only when the toy example is built)."""
+def figure_names(runs: dict[str, Run]) -> list[str]:
+    """Figures the preset's runs can support; fig1 (the toy example) always."""
     import pandas as pd
 
     from iterconv.figures.registry import FIGURES
 
     table = pd.DataFrame([{"run_id": rid, **run.config.to_dict()} for rid, run in runs.items()])
-    names = [name for name, spec in FIGURES.items() if name != "fig1" and spec.available(table)]
-    toy = params["presets"][params["preset"]].get("toy", True)
-    return (["fig1"] if toy and "fig1" in FIGURES else []) + names
+    return [name for name, spec in FIGURES.items() if name == "fig1" or spec.available(table)]
