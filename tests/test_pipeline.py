@@ -231,8 +231,11 @@ def test_micro_preset_end_to_end_and_incremental(tmp_path):
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["recipes"]["micro"]["lr"] = 0.02
     (clone / "params.yaml").write_text(yaml.safe_dump(params))
-    plan = planned_jobs(snakemake(clone, "-n"))
-    assert plan["train_run"] == 4 and plan["flag_changed_config"] == 4
+    result = snakemake(clone, "-n")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    plan = planned_jobs(result)
+    assert plan.get("train_run") == 4, result.stdout[-3000:]
+    assert len(list(clone.glob("results/runs/*/config-changed.flag"))) == 4
 
     # editing one setting of a sweep reruns only the affected runs (and what depends on them)
     params = yaml.safe_load((work / "params.yaml").read_text())

@@ -6,8 +6,9 @@ from iterconv.pipeline.grid import (
     ParamsError,
     datasets_used,
     expand_runs,
-    stale_runs,
+    flag_stale_runs,
 )
+from iterconv.pipeline import targets
 from iterconv.pipeline.targets import dataset_command, figure_names
 
 try:
@@ -16,9 +17,9 @@ except ParamsError as err:
     raise WorkflowError(f"invalid params.yaml: {err}")
 DATASETS = datasets_used(config)
 FIGURES = figure_names(RUNS)
-# Runs whose results were trained with another configuration: retrained even when Snakemake
-# has no metadata for them (fresh clone + dvc pull), see docs/pipeline.md.
-STALE = set(stale_runs(RUNS, "results/runs"))
+# Runs whose results were trained with another configuration get a flag newer than their
+# outputs: retrained even without Snakemake's metadata (fresh clone + dvc pull).
+flag_stale_runs(RUNS, "results/runs")
 
 
 wildcard_constraints:
@@ -36,8 +37,9 @@ def run_dataset(wildcards):
 
 def train_inputs(wildcards):
     inputs = {"data": run_dataset(wildcards)}
-    if wildcards.run in STALE:
-        inputs["changed"] = f"results/runs/{wildcards.run}/config-changed.flag"
+    flag = f"results/runs/{wildcards.run}/config-changed.flag"
+    if os.path.exists(flag):  # see flag_stale_runs
+        inputs["changed"] = flag
     return inputs
 
 
@@ -68,6 +70,4 @@ def figure_inputs(wildcards):
 
 
 def figure_caption(wildcards):
-    from iterconv.figures.registry import FIGURES
-
-    return FIGURES[wildcards.fig].caption
+    return targets.figure_caption(wildcards.fig, RUNS)

@@ -1,14 +1,3 @@
-rule flag_changed_config:
-    output:
-        temp("results/runs/{run}/config-changed.flag"),
-    log:
-        "results/logs/flag_changed_config/{run}.log",
-    conda:
-        "../envs/iterconv.yaml"
-    shell:
-        "echo 'configuration of {wildcards.run} changed: retraining' | tee {output} > {log}"
-
-
 rule train_run:
     input:
         unpack(train_inputs),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,17 +128,31 @@ def datasets_used(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: params["datasets"][name] for name in names}
 
 
-def stale_runs(runs: dict[str, Run], runs_dir: str | Path) -> list[str]:
-    """Runs whose finished outputs were trained with another configuration than params.yaml
-    now gives them (e.g. an edited recipe). Read from each run's metrics.json, so this works
-    without Snakemake's metadata (after a fresh clone and ``dvc pull``)."""
+CHANGED_FLAG = "config-changed.flag"
+
+
+def flag_stale_runs(runs: dict[str, Run], runs_dir: str | Path) -> list[str]:
+    """Mark runs whose finished outputs were trained with another configuration than the one
+    params.yaml gives them now (e.g. an edited recipe); returns their ids.
+
+    The configuration a run was trained with is read from its metrics.json, so this works
+    without Snakemake's metadata (after a fresh clone and ``dvc pull``). A stale run gets a
+    ``config-changed.flag`` newer than its outputs, which the training rule takes as an input,
+    so Snakemake's mtime trigger retrains it. A flag of a run that is no longer stale (the edit
+    was reverted) is set back to before the run's outputs.
+    """
     stale = []
     for rid, run in runs.items():
-        path = Path(runs_dir) / rid / "metrics.json"
+        metrics = Path(runs_dir) / rid / "metrics.json"
+        flag = metrics.with_name(CHANGED_FLAG)
         try:
-            recorded = json.loads(path.read_text())["config"]
+            recorded = json.loads(metrics.read_text())["config"]
         except (OSError, ValueError, KeyError):
             continue  # missing or unreadable: Snakemake already treats it as missing
         if recorded != run.config.to_dict():
             stale.append(rid)
+            flag.write_text(f"{rid}: configuration changed since training; retraining\n")
+        elif flag.exists() and flag.stat().st_mtime >= metrics.stat().st_mtime:
+            older = metrics.stat().st_mtime - 1
+            os.utime(flag, (older, older))
     return stale

@@ -33,11 +33,23 @@ def dataset_command(name: str, params: dict[str, Any]) -> list[str]:
     return args
 
 
-def figure_names(runs: dict[str, Run]) -> list[str]:
-    """Figures the preset's runs can support; fig1 (the toy example) always."""
+def run_table(runs: dict[str, Run]):
+    """The runs' configurations as a data frame (the configuration columns of runs.csv)."""
     import pandas as pd
 
+    return pd.DataFrame([{"run_id": rid, **run.config.to_dict()} for rid, run in runs.items()])
+
+
+def figure_names(runs: dict[str, Run]) -> list[str]:
+    """Figures the preset's runs can support; fig1 (the toy example) always."""
     from iterconv.figures.registry import FIGURES
 
-    table = pd.DataFrame([{"run_id": rid, **run.config.to_dict()} for rid, run in runs.items()])
+    table = run_table(runs)
     return [name for name, spec in FIGURES.items() if name == "fig1" or spec.available(table)]
+
+
+def figure_caption(name: str, runs: dict[str, Run]) -> str:
+    """The caption of figure ``name`` for these runs (the report shows it)."""
+    from iterconv.figures.registry import caption
+
+    return caption(name, run_table(runs))
