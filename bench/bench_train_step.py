@@ -62,7 +62,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps per case and round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     steps = {
         name: make_step(c, args.width, args.blocks, args.batch, device) for name, c in CASES.items()

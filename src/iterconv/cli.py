@@ -2,13 +2,17 @@
 
 Each package registers its own subcommands through a ``register(subparsers)`` function;
 a handler takes the parsed namespace and returns an exit status. Expected failures raise
-:class:`UserError` and are reported as one line on stderr, never as a traceback.
+:class:`UserError` and are reported as one line on stderr, never as a traceback; so are
+operating-system errors a handler did not anticipate (a path that does not exist or cannot be
+written, a full disk or quota). Both exit with status 2 (``ITERCONV_TRACEBACK=1`` shows the
+traceback of the latter). Only programming errors print a traceback (status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -48,6 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"iterconv {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # environment, not a bug: wrong path, permissions, disk full
+        if os.environ.get("ITERCONV_TRACEBACK"):
+            raise
+        print(f"iterconv {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"iterconv {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an OSError: what failed and on which path."""
+    what = err.strerror or str(err) or type(err).__name__
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what

@@ -18,7 +18,7 @@ rule train_run:
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     shell:
         "python -m iterconv train --config-json {params.config:q} --threads {threads}"
-        " --data {params.data} --out {params.out} > {log} 2>&1"
+        " --data {params.data} --out {params.out} >> {log} 2>&1"
 
 
 rule train_all:

@@ -22,6 +22,9 @@ from iterconv.cli import UserError
 from iterconv.data.store import SPLIT_FILES
 from iterconv.io import sha256
 
+# Keys of manifest.json that loading needs; "files" maps each split file to its sha256.
+MANIFEST_KEYS = ("files", "mean", "std", "num_classes", "multilabel", "augment")
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -50,11 +53,18 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if not path.is_dir():
         raise UserError(f"prepared dataset not found: {path}")
     try:
-        return json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text())
     except FileNotFoundError as err:
         raise UserError(f"{mpath} is missing: delete {path} and prepare it again") from err
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{mpath} is corrupt: delete {path} and prepare it again") from err
+    missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing or not isinstance(manifest["files"], dict):
+        raise UserError(
+            f"{mpath} is incomplete (no {', '.join(missing) or 'files'}): "
+            f"delete {path} and prepare it again"
+        )
+    return manifest
 
 
 def load_prepared(path: str | os.PathLike, device="cpu", verify: bool = True) -> PreparedDataset:

@@ -1,4 +1,4 @@
-"""Pipeline commands: ``check-params``, ``runs``, ``collect``."""
+"""Pipeline commands: ``check-params``, ``runs``, ``collect``, ``plan``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from iterconv.cli import UserError
+from iterconv.pipeline.plan import add_arguments as add_plan_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tables-dir", type=Path, required=True)
     p.add_argument("--summary", type=Path, required=True, help="aggregated metrics JSON")
     p.set_defaults(handler=collect)
+
+    p = sub.add_parser("plan", help="size a preset: jobs, epochs, FLOPs, device-hours")
+    p.add_argument("params", type=Path, nargs="?", default=Path("params.yaml"))
+    p.add_argument("--preset", help="override the preset key")
+    add_plan_arguments(p)
+    p.set_defaults(handler=plan_preset)
 
 
 def load_params(path: Path, preset: str | None = None) -> dict:
@@ -73,4 +80,11 @@ def collect(args: argparse.Namespace) -> int:
         )
     runs = collect_tables(args.metrics, args.indices, args.tables_dir, args.summary)
     print(f"collected {len(runs)} runs into {args.tables_dir}")
+    return 0
+
+
+def plan_preset(args: argparse.Namespace) -> int:
+    from iterconv.pipeline.plan import plan
+
+    plan(load_params(args.params, args.preset), args)
     return 0

@@ -1,9 +1,14 @@
-"""``iterconv train``: train one run from its resolved configuration."""
+"""``iterconv train``: train one run from its resolved configuration.
+
+Exit status: 0 trained, 2 bad input (one line on stderr), 75 stopped by SIGTERM after saving
+(``EXIT_INTERRUPTED``: run the same command again to resume; Snakemake's ``retries`` do).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from iterconv.cli import UserError
@@ -39,16 +44,42 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from iterconv.data.prepared import load_prepared
-    from iterconv.train.device import pick_device
-    from iterconv.train.loop import train_run
+    from iterconv.train.loop import EXIT_INTERRUPTED, Interrupted, stop_on_sigterm, train_run
 
-    cfg = parse_config(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output directory {args.out}: {err.strerror}") from err
-    data = load_prepared(args.data)
-    train_run(cfg, data, args.out, pick_device(args.device))
+    with stop_on_sigterm() as stop:  # from here on SIGTERM stops after the current batch
+        cfg = parse_config(args)
+        if args.threads < 0:
+            raise UserError(f"--threads must be >= 0, got {args.threads}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+            probe = args.out / ".write-test"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise UserError(f"cannot write to output directory {args.out}: {err.strerror}") from err
+        device = device_for(args.device)
+        data = load_prepared(args.data)
+        try:
+            train_run(cfg, data, args.out, device, stop=stop)
+        except Interrupted as err:
+            print(f"iterconv train: {err}", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        except OSError as err:  # disk full, quota, permissions while writing a checkpoint
+            raise UserError(f"cannot write to {args.out}: {err.strerror or err}") from err
     return 0
+
+
+def device_for(spec: str):
+    import torch
+
+    from iterconv.train.device import pick_device
+
+    try:
+        device = pick_device(spec)
+    except RuntimeError as err:
+        raise UserError(f"invalid --device {spec!r} (auto, cpu, cuda, cuda:N)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {spec}: no CUDA GPU is visible")
+    return device

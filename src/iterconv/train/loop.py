@@ -6,33 +6,81 @@ Outputs in the run directory (each written atomically):
                   scheduled by Snakemake, which deletes a job's outputs first, keeps it)
     best.pt       the best-validation model (used by every analysis), written at the end
     history.csv   one row per epoch: lr, train/val loss and error, seconds
-    metrics.json  written last, when training is complete
+    metrics.json  written last, when training is complete; lists the sha256 of best.pt and
+                  history.csv (the run's manifest)
 
 Determinism: the initial weights come from ``seed``; the shuffling and augmentation of epoch e
 from a generator seeded with (seed, e). A resumed run therefore replays exactly the epochs an
-uninterrupted run would have done (bitwise on CPU).
+uninterrupted run would have done (bitwise on CPU), with no RNG state in the checkpoint.
+
+Integrity: each checkpoint embeds a sha256 of its content (every tensor's bytes, dtype and shape,
+every other value's repr). A last.pt that does not load or does not match is ignored (training
+restarts from scratch); a best.pt that does not match, or whose file differs from the sha256 in
+metrics.json, stops the analysis with a :class:`~iterconv.cli.UserError`.
+
+Interruption: inside :func:`stop_on_sigterm`, SIGTERM (a SLURM preemption or ``scancel``) only
+sets a flag; the loop checks it after each batch, abandons the partial epoch (the last completed
+one is on disk) and raises :class:`Interrupted`, which ``iterconv train`` turns into exit status
+:data:`EXIT_INTERRUPTED`. See docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from iterconv.cli import UserError
 from iterconv.data.augment import augment_batch
 from iterconv.data.prepared import PreparedDataset, normalize
-from iterconv.io import atomic_path, write_json, write_text
+from iterconv.io import atomic_path, sha256, write_json, write_text
 from iterconv.models.resnet import ResNet, count_parameters
 from iterconv.train.config import RunConfig, learning_rate
 from iterconv.train.coupling import GradientCoupler
 from iterconv.train.metrics import loss_fn, mistakes
 
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_error", "val_loss", "val_error", "seconds")
+
+# Exit status of ``iterconv train`` after SIGTERM: EX_TEMPFAIL of sysexits.h ("temporary
+# failure, retry"), distinct from 1 (crash), 2 (bad input), 130 (Ctrl-C) and 137/143 (killed
+# by a signal it did not handle). Snakemake sees a failed job and retries it (``retries``).
+EXIT_INTERRUPTED = 75
+
+
+class Interrupted(Exception):
+    """Training stopped on request (SIGTERM); ``last.pt`` holds every completed epoch."""
+
+    def __init__(self, epochs_done: int, epochs: int):
+        super().__init__(
+            f"stopped by SIGTERM during epoch {epochs_done + 1} of {epochs}; last.pt holds "
+            f"{epochs_done} completed epochs, rerun the same command to resume"
+        )
+        self.epochs_done = epochs_done
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """Within the block SIGTERM sets a flag instead of killing; yields a "was it sent?" check.
+
+    Only callable from the main thread (a Python restriction on signal handlers).
+    """
+    flag = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.set())
+    try:
+        yield flag.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_model(cfg: RunConfig, data: PreparedDataset) -> ResNet:
@@ -66,8 +114,12 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     coupler: GradientCoupler,
     epoch: int,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[float, float]:
-    """One pass over the training split; returns (mean loss, error) on the augmented batches."""
+    """One pass over the training split; returns (mean loss, error) on the augmented batches.
+
+    Raises :class:`Interrupted` after the batch during which ``stop()`` became true.
+    """
     model.train()
     gen = epoch_generator(cfg.seed, epoch)
     n = len(data.train_x)
@@ -87,6 +139,8 @@ def train_epoch(
         optimizer.step()
         total_loss += loss.detach() * len(y)  # accumulate on device: no sync per step
         wrong += mistakes(logits.detach(), y, data.multilabel).sum()
+        if stop is not None and stop():  # abandon the epoch: model and optimizer are discarded
+            raise Interrupted(epoch, cfg.epochs)
     seen = batches * min(cfg.batch_size, n)
     return float(total_loss) / seen, int(wrong) / seen
 
@@ -102,6 +156,32 @@ class State:
     best_model: dict | None = None  # state_dict of the best-validation epoch (on CPU)
 
 
+def content_digest(obj) -> str:
+    """sha256 of a checkpoint payload's content: tensors by bytes, dtype and shape, the rest by
+    repr, dict keys in their order. Independent of the file's zip layout."""
+    digest = hashlib.sha256()
+
+    def feed(x) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            digest.update(f"D{len(x)}".encode())
+            for k, v in x.items():
+                feed(k)
+                feed(v)
+        elif isinstance(x, list | tuple):
+            digest.update(f"L{len(x)}".encode())
+            for v in x:
+                feed(v)
+        else:
+            digest.update(f"V{x!r};".encode())
+
+    feed(obj)
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     path: Path, weights: dict, optimizer, cfg: RunConfig, state: State, model_cfg
 ) -> None:
@@ -112,8 +192,32 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "state": state.__dict__,
     }
+    payload["sha256"] = content_digest(payload)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint that cannot be read or does not match its embedded checksum."""
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint and verify its embedded sha256 (files without one load unverified).
+
+    Raises :class:`CorruptCheckpoint` (truncated, unreadable, modified) or FileNotFoundError.
+    """
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated zip, bad pickle, ...: all mean "corrupt"
+        raise CorruptCheckpoint(f"{path} is unreadable ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CorruptCheckpoint(f"{path} is not an iterconv checkpoint")
+    expected = ckpt.pop("sha256", None)
+    if expected is not None and content_digest(ckpt) != expected:
+        raise CorruptCheckpoint(f"{path} does not match its checksum (corrupt or modified)")
+    return ckpt
 
 
 def try_resume(out: Path, model, optimizer, cfg: RunConfig, log) -> State:
@@ -122,9 +226,9 @@ def try_resume(out: Path, model, optimizer, cfg: RunConfig, log) -> State:
     if not path.exists():
         return State(history=[])
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or corrupt: training restarts, nothing is lost
-        log(f"ignoring unreadable checkpoint {path} ({err}); starting from scratch")
+        ckpt = read_checkpoint(path)
+    except CorruptCheckpoint as err:  # truncated or corrupt: restart; outputs stay correct
+        log(f"warning: ignoring checkpoint: {err}; starting from scratch")
         return State(history=[])
     if ckpt.get("config") != cfg.to_dict():
         log(f"{path} was written for another configuration; starting from scratch")
@@ -143,9 +247,18 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 
 def train_run(
-    cfg: RunConfig, data: PreparedDataset, out: str | Path, device: torch.device, log=None
+    cfg: RunConfig,
+    data: PreparedDataset,
+    out: str | Path,
+    device: torch.device,
+    log=None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """Train (or resume) one run into ``out``; returns the final metrics."""
+    """Train (or resume) one run into ``out``; returns the final metrics.
+
+    ``stop`` (e.g. from :func:`stop_on_sigterm`) is polled after every batch and after every
+    checkpoint; when true, training raises :class:`Interrupted` without writing anything more.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -159,12 +272,14 @@ def train_run(
     data = data.to(device)
     coupler = GradientCoupler(model.stages, cfg.coupling, cfg.kernel, cfg.couple_from)
     start = time.perf_counter()
+    if state.epoch < cfg.epochs:
+        log(f"training epochs {state.epoch + 1}..{cfg.epochs} on {device}")
     for epoch in range(state.epoch, cfg.epochs):
         tic = time.perf_counter()
         lr = learning_rate(cfg, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_loss, train_error = train_epoch(model, data, cfg, optimizer, coupler, epoch)
+        train_loss, train_error = train_epoch(model, data, cfg, optimizer, coupler, epoch, stop)
         val_loss, val_error = evaluate(model, data, cfg.eval_batch_size)
         row = dict(
             epoch=epoch + 1,
@@ -185,6 +300,8 @@ def train_run(
             f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.4g} train {train_loss:.4f}/{train_error:.4f}"
             f" val {val_loss:.4f}/{val_error:.4f} ({row['seconds']:.1f}s)"
         )
+        if stop is not None and stop() and state.epoch < cfg.epochs:
+            raise Interrupted(state.epoch, cfg.epochs)
     best = State(**{**state.__dict__, "best_model": None, "history": None})
     save_checkpoint(out / "best.pt", state.best_model, None, cfg, best, model.cfg)
     write_history(out / "history.csv", state.history)
@@ -201,6 +318,8 @@ def train_run(
         "device": str(device),
         "torch": torch.__version__,
         "config": cfg.to_dict(),
+        # the run's manifest: load_run_model checks best.pt against it
+        "sha256": {name: sha256(out / name) for name in ("best.pt", "history.csv")},
     }
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -214,10 +333,37 @@ def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> Non
 
 
 def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ResNet, dict]:
-    """Load a checkpoint (best.pt or last.pt) as an eval-mode model and its run config."""
+    """Load a checkpoint (best.pt or last.pt) as an eval-mode model and its run config.
+
+    The file is checked against the sha256 listed in the ``metrics.json`` beside it (when that
+    lists one) and against its embedded checksum. A missing, corrupt or modified checkpoint
+    raises :class:`~iterconv.cli.UserError` naming the run directory to delete and retrain.
+    """
     from iterconv.models.resnet import ModelConfig
 
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    model = ResNet(ModelConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    path = Path(path)
+    fix = f"delete {path.parent} and rerun the workflow to retrain it"
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: train the run first")
+    listed = _manifest_sha256(path)
+    if listed is not None and sha256(path) != listed:
+        raise UserError(f"{path} does not match its sha256 in metrics.json (corrupt): {fix}")
+    try:
+        ckpt = read_checkpoint(path, map_location="cpu")
+        model = ResNet(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+    except CorruptCheckpoint as err:
+        raise UserError(f"{err}: {fix}") from err
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # structure does not fit
+        raise UserError(f"{path} is not a valid checkpoint ({err}): {fix}") from err
     return model.to(device).eval(), ckpt["config"]
+
+
+def _manifest_sha256(path: Path) -> str | None:
+    """The sha256 of ``path`` listed in ``metrics.json`` beside it, if any."""
+    try:
+        metrics = json.loads((path.parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None  # no manifest (a run in progress, a checkpoint copied elsewhere)
+    listed = metrics.get("sha256") if isinstance(metrics, dict) else None
+    return listed.get(path.name) if isinstance(listed, dict) else None

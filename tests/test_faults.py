@@ -1,0 +1,406 @@
+"""Faults: training killed (SIGKILL) or stopped (SIGTERM) at random points, corrupt checkpoints
+and datasets, two Snakemake invocations on one results directory. See docs/reliability.md."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_pipeline import iterconv_env, set_preset, workflow_copy
+from test_train import CPU, quiet, synthetic, tiny_config
+
+from iterconv.cli import COMMAND_MODULES, UserError, main
+from iterconv.data.store import write_prepared
+from iterconv.train.loop import (
+    EXIT_INTERRUPTED,
+    Interrupted,
+    load_run_model,
+    stop_on_sigterm,
+    train_run,
+)
+
+CONFIG = dict(
+    dataset="tiny",
+    variant="icr",
+    init="recurrent",
+    coupling=0.5,
+    width=4,
+    stages=2,
+    blocks=2,
+    epochs=16,
+    lr=0.05,
+    milestones=[5],
+    lr_factor=5,
+    batch_size=16,
+    seed=3,
+)
+TIMING = {"train_seconds", "session_seconds", "sha256"}  # sha256 covers history.csv's seconds
+
+
+def write_tiny_dataset(path: Path) -> Path:
+    """A prepared 8x8 four-class dataset (the synthetic() images of test_train) on disk."""
+    data = synthetic(n_train=192, n_val=64, augment="crop_flip")
+    write_prepared(
+        path,
+        train={"x": data.train_x.numpy(), "y": data.train_y.numpy()},
+        val={"x": data.val_x.numpy(), "y": data.val_y.numpy()},
+        name="tiny",
+        source="synthetic",
+        num_classes=4,
+        multilabel=False,
+        augment="crop_flip",
+        params={},
+    )
+    return path
+
+
+def train_argv(data: Path, out: Path) -> list[str]:
+    return [
+        "train",
+        "--config-json",
+        json.dumps(CONFIG),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
+
+
+def _train_child(argv: list[str], log: str) -> None:
+    """``python -m iterconv train ...`` in a process forked from a server that has imported
+    torch already (a fresh interpreter costs ~4 s of imports per restart here)."""
+    sys.stderr = open(log, "a", buffering=1)  # noqa: SIM115 -- lives as long as the process
+    sys.exit(main(argv))
+
+
+def start_child(ctx, argv: list[str], log: Path):
+    proc = ctx.Process(target=_train_child, args=(argv, str(log)))
+    proc.start()
+    return proc
+
+
+def wait_for_line(log: Path, text: str, alive, timeout: float = 60) -> bool:
+    """Wait until ``text`` is in ``log`` (True) or the process has ended (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if log.exists() and text in log.read_text():
+            return True
+        if not alive():
+            return False
+        time.sleep(0.01)
+    raise TimeoutError(f"{text!r} not in {log}")
+
+
+def epoch_seconds_of_session(log: Path, alive, timeout: float = 120) -> float | None:
+    """Seconds of the first epoch this session completes (from its log line), or None when
+    the process ends first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if log.exists():
+            found = re.search(r"^epoch \d+/\d+ .*\(([\d.]+)s\)$", log.read_text(), re.M)
+            if found:
+                return float(found.group(1))
+        if not alive():
+            return None
+        time.sleep(0.005)
+    raise TimeoutError(f"no epoch completed in {log}")
+
+
+@pytest.fixture(scope="module")
+def forkserver():
+    ctx = multiprocessing.get_context("forkserver")
+    # every subcommand module (main() builds the whole parser), so a child starts in ~0.1 s
+    ctx.set_forkserver_preload(["iterconv.train.loop", *COMMAND_MODULES, "test_faults"])
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, forkserver):
+    """An uninterrupted run in a child process (same thread setting as the killed ones)."""
+    root = tmp_path_factory.mktemp("faults")
+    data = write_tiny_dataset(root / "data")
+    out = root / "straight"
+    proc = start_child(forkserver, train_argv(data, out), root / "straight.log")
+    proc.join(120)
+    assert proc.exitcode == 0, (root / "straight.log").read_text()[-2000:]
+    return data, out
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Bitwise-equal weights, optimizer state, history and metrics (timing fields excepted)."""
+    for name in ("last.pt", "best.pt"):
+        ca = torch.load(a / name, weights_only=False)
+        cb = torch.load(b / name, weights_only=False)
+        for key, value in ca["model"].items():
+            assert torch.equal(value, cb["model"][key]), f"{name} {key}"
+        assert ca["config"] == cb["config"]
+        if ca["optimizer"] is not None:
+            for pid, st in ca["optimizer"]["state"].items():
+                for k, v in st.items():
+                    assert torch.equal(v, cb["optimizer"]["state"][pid][k]), f"{name} {pid} {k}"
+        sa, sb = ca["state"], cb["state"]
+        if sa["history"] is not None:
+            strip = [{k: v for k, v in r.items() if k != "seconds"} for r in sa["history"]]
+            assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in sb["history"]]
+        if sa["best_model"] is not None:
+            for key, value in sa["best_model"].items():
+                assert torch.equal(value, sb["best_model"][key]), f"{name} best {key}"
+        assert (sa["epoch"], sa["best_epoch"], sa["best_error"]) == (
+            sb["epoch"],
+            sb["best_epoch"],
+            sb["best_error"],
+        )
+    ma = json.loads((a / "metrics.json").read_text())
+    mb = json.loads((b / "metrics.json").read_text())
+    assert {k: v for k, v in ma.items() if k not in TIMING} == {
+        k: v for k, v in mb.items() if k not in TIMING
+    }
+    ha = [line.rsplit(",", 1)[0] for line in (a / "history.csv").read_text().splitlines()]
+    hb = [line.rsplit(",", 1)[0] for line in (b / "history.csv").read_text().splitlines()]
+    assert ha == hb  # every column but seconds (the last)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume_is_bitwise_identical(tmp_path, reference, forkserver):
+    data, straight = reference
+    rng = random.Random(20240607)
+    out, kills, sessions = tmp_path / "killed", [], 0
+    while not (out / "metrics.json").exists():
+        sessions += 1
+        assert sessions < 60, "training does not progress between kills"
+        log = tmp_path / f"session{sessions}.log"
+        proc = start_child(forkserver, train_argv(data, out), log)
+        seconds = epoch_seconds_of_session(log, proc.is_alive) if len(kills) < 12 else None
+        if seconds is not None:
+            # one epoch completes, then the kill lands at a random point of the next one
+            # (batches, evaluation or checkpoint write): progress of one epoch per session,
+            # whatever the machine's speed, so 12 kills land before the 16 epochs are done
+            time.sleep(rng.uniform(0.05, 0.95) * seconds)
+            if proc.is_alive():
+                done = last_epoch(out)
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.join()
+                if proc.exitcode == -signal.SIGKILL and not (out / "metrics.json").exists():
+                    kills.append(done)
+        proc.join(120)
+        assert proc.exitcode in (0, -signal.SIGKILL), log.read_text()[-2000:]
+    assert len(kills) >= 10, kills  # each one landed after training had started, before its end
+    assert len(set(kills)) >= 3, kills  # at different epochs
+    assert "warning" not in "".join(p.read_text() for p in tmp_path.glob("session*.log"))
+    assert_same_run(straight, out)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_75_and_resumes_identically(tmp_path, reference, forkserver):
+    """A real ``python -m iterconv train`` process stopped by SIGTERM (a SLURM preemption)."""
+    data, straight = reference
+    out, log = tmp_path / "stopped", tmp_path / "stopped.log"
+    cmd = [sys.executable, "-m", "iterconv", *train_argv(data, out)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stderr=fh, env=iterconv_env())
+        assert wait_for_line(log, "epoch 2/", lambda: proc.poll() is None)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == EXIT_INTERRUPTED == 75
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert "iterconv train: stopped by SIGTERM" in text.splitlines()[-1]
+    assert not (out / "metrics.json").exists() and not (out / "best.pt").exists()
+    done = torch.load(out / "last.pt", weights_only=False)["state"]["epoch"]
+    assert 2 <= done < CONFIG["epochs"]
+    proc = start_child(forkserver, train_argv(data, out), tmp_path / "resumed.log")
+    proc.join(120)
+    assert proc.exitcode == 0
+    assert f"resuming after epoch {done} of" in (tmp_path / "resumed.log").read_text()
+    assert_same_run(straight, out)
+
+
+def test_sigterm_flag_abandons_the_epoch_and_writes_nothing(tmp_path, one_thread):
+    cfg = tiny_config(epochs=3)
+    train_run(cfg, synthetic(), tmp_path / "ref", CPU, log=quiet)
+
+    def log(message):  # SIGTERM arrives while epoch 2 is about to start
+        if message.startswith("epoch 1/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with stop_on_sigterm() as stop:
+        assert not stop()
+        with pytest.raises(Interrupted, match=r"epoch 2 of 3; last\.pt holds 1 completed"):
+            train_run(cfg, synthetic(), tmp_path / "run", CPU, log=log, stop=stop)
+        assert stop()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["last.pt"]
+    assert last_epoch(tmp_path / "run") == 1
+    # mid-epoch: the partial epoch is abandoned, nothing is written
+    with pytest.raises(Interrupted):
+        train_run(cfg, synthetic(), tmp_path / "run", CPU, log=quiet, stop=lambda: True)
+    assert last_epoch(tmp_path / "run") == 1
+    train_run(cfg, synthetic(), tmp_path / "run", CPU, log=quiet)
+    a, _ = load_run_model(tmp_path / "ref" / "best.pt")
+    b, _ = load_run_model(tmp_path / "run" / "best.pt")
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+@pytest.fixture
+def one_thread():
+    """In-process training on one thread (two threads on two shared cores crawl)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- corrupt checkpoints ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained(tmp_path, one_thread):
+    run = tmp_path / "run0"
+    train_run(tiny_config(epochs=2), synthetic(), run, CPU, log=quiet)
+    return run
+
+
+def flip_tensor_byte(path: Path) -> None:
+    """Change one byte inside the stored weights (the zip stores tensors uncompressed)."""
+    ckpt = torch.load(path, weights_only=False)
+    _, tensor = next((k, v) for k, v in ckpt["model"].items() if v.numel() > 16)
+    raw = bytes(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
+    blob = bytearray(path.read_bytes())
+    at = blob.index(raw) + 5
+    blob[at] ^= 0x40
+    path.write_bytes(bytes(blob))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_tensor_byte], ids=["truncated", "bitflip"])
+def test_corrupt_last_pt_is_reported_and_training_restarts(trained, damage):
+    (trained / "metrics.json").unlink()
+    damage(trained / "last.pt")
+    messages = []
+    train_run(tiny_config(epochs=2), synthetic(), trained, CPU, log=messages.append)
+    assert any(m.startswith("warning: ignoring checkpoint") for m in messages), messages
+    assert "training epochs 1..2 on cpu" in messages
+
+
+def test_edited_checkpoint_without_valid_checksum_is_corrupt(trained):
+    ckpt = torch.load(trained / "last.pt", weights_only=False)
+    ckpt["state"]["best_error"] = 0.0  # any change to the content, not only to tensors
+    torch.save(ckpt, trained / "last.pt")
+    messages = []
+    train_run(tiny_config(epochs=2), synthetic(), trained, CPU, log=messages.append)
+    assert any("does not match its checksum" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_tensor_byte], ids=["truncated", "bitflip"])
+def test_corrupt_best_pt_stops_the_analysis_with_one_line(trained, damage, capsys, tmp_path):
+    damage(trained / "best.pt")
+    with pytest.raises(UserError, match=r"delete .*run0 and rerun"):
+        load_run_model(trained / "best.pt")
+    assert main(["epc", "--run", str(trained), "--out", str(tmp_path / "epc.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "best.pt" in err and "delete" in err
+    assert not (tmp_path / "epc.json").exists()
+
+
+def test_best_pt_swapped_for_another_checkpoint_fails_the_manifest(trained):
+    (trained / "best.pt").write_bytes((trained / "last.pt").read_bytes())  # valid file, wrong one
+    with pytest.raises(UserError, match=r"does not match its sha256 in metrics\.json"):
+        load_run_model(trained / "best.pt")
+
+
+def test_metrics_lists_checksums_usable_by_sha256sum(trained):
+    listed = json.loads((trained / "metrics.json").read_text())["sha256"]
+    assert set(listed) == {"best.pt", "history.csv"}
+    from iterconv.io import sha256
+
+    assert all(sha256(trained / name) == digest for name, digest in listed.items())
+
+
+# --- corrupt datasets ------------------------------------------------------------------------
+
+
+def flip_byte(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def drop_manifest_files(path: Path) -> None:
+    manifest = path.parent / "manifest.json"
+    obj = json.loads(manifest.read_text())
+    del obj["files"]
+    manifest.write_text(json.dumps(obj))
+
+
+@pytest.mark.parametrize(
+    ("fname", "damage", "message"),
+    [
+        ("train.npz", flip_byte, "does not match its checksum"),
+        ("val.npz", truncate, "does not match its checksum"),
+        ("manifest.json", truncate, "manifest.json is corrupt"),
+        ("train.npz", drop_manifest_files, "manifest.json is incomplete"),
+    ],
+    ids=["train-bitflip", "val-truncated", "manifest-truncated", "manifest-no-checksums"],
+)
+def test_corrupt_dataset_never_reaches_training(tmp_path, capsys, fname, damage, message):
+    data = write_tiny_dataset(tmp_path / "data")
+    damage(data / fname)
+    out = tmp_path / "run"
+    assert main(train_argv(data, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "prepare it again" in err, err
+    assert not (out / "last.pt").exists()
+
+
+# --- two Snakemake invocations on one results directory --------------------------------------
+
+
+@pytest.mark.slow
+def test_second_snakemake_invocation_is_refused_by_the_lock(tmp_path):
+    work = workflow_copy(tmp_path)
+    set_preset(work, "micro")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "train_all"]
+    first = subprocess.Popen(
+        cmd, cwd=work, env=iterconv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    locks = work / ".snakemake" / "locks"
+    end = time.monotonic() + 120
+    while not (locks.is_dir() and any(locks.iterdir())):
+        assert first.poll() is None and time.monotonic() < end, "first run never took the lock"
+        time.sleep(0.1)
+    second = subprocess.run(
+        cmd, cwd=work, env=iterconv_env(), capture_output=True, text=True, timeout=300
+    )
+    still_running = first.poll() is None
+    out, _ = first.communicate(timeout=600)
+    assert still_running, "the first run ended before the second started: no overlap tested"
+    assert second.returncode != 0
+    assert "LockException" in second.stderr and "cannot be locked" in second.stderr
+    assert first.returncode == 0, out.decode()[-3000:]
+    assert not locks.exists() or not any(locks.iterdir())  # released
+    again = subprocess.run(
+        [*cmd, "-n"], cwd=work, env=iterconv_env(), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def last_epoch(out: Path) -> int:
+    path = out / "last.pt"
+    return torch.load(path, weights_only=False)["state"]["epoch"] if path.exists() else 0
