@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from iterconv.figures.standard import PERTURBATIONS
-from iterconv.figures.style import (
-    coupling_color,
-    coupling_order,
-    log_axes,
-    placeholder,
-    style_ax,
-)
-from iterconv.figures.style import with_setting as _with_setting
+from iterconv.figures.style import coupling_lines, log_axes, placeholder, style_ax
 
 MEASURES = {"loss": "Cross-entropy", "distance": "Distance to final repr.", "error_alt": "Error"}
 
@@ -36,20 +28,7 @@ def plot_measure_curves(
     df = df[df[measure] > 0]  # log axis
     if df.empty:
         return placeholder(ax, f"no positive {measure} values\n({perturbation}, stage {stage})")
-    df = _with_setting(df)
-    order = coupling_order(df["setting"])
-    palette = {s: coupling_color(s, order) for s in order}
-    sns.lineplot(
-        df,
-        x="step",
-        y=measure,
-        hue="setting",
-        hue_order=order,
-        palette=palette,
-        errorbar=("se", 1.96),
-        linewidth=1.1,
-        ax=ax,
-    )
+    coupling_lines(df, "step", measure, ax, linewidth=1.1)
     log_axes(ax, y=True)
     title = f"Stage {int(stage)}"
     return style_ax(ax, title, PERTURBATIONS[perturbation][1], MEASURES.get(measure, measure))

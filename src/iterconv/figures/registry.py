@@ -39,13 +39,16 @@ class FigureSpec:
 
 
 def caption_context(runs: pd.DataFrame) -> dict[str, str]:
-    """Values the captions refer to: ``{dataset}``, ``{digits}``, ``{n_runs}``, ``{width}``."""
+    """Values the captions refer to: ``{dataset}``, ``{digits}``, ``{error_datasets}``,
+    ``{n_runs}``, ``{width}``."""
     ds = main_dataset(runs)
     std = core_runs(runs, ds)
     digits = digitclutter_dataset(runs, exclude=ds)
+    name = dataset_name(ds) if ds else "no dataset"
     return {
-        "dataset": dataset_name(ds) if ds else "no dataset",
+        "dataset": name,
         "digits": dataset_name(digits) if digits else "no Digitclutter dataset",
+        "error_datasets": f"{name} and {dataset_name(digits)}" if digits else name,
         "n_runs": str(len(runs)),
         "width": str(compose.preferred_width(std)) if len(std) else "-",
     }
@@ -92,7 +95,7 @@ FIGURES: dict[str, FigureSpec] = {
             compose.fig3,
             "Gradient-coupled ResNets. a Convergence and Divergence Index on {dataset} by "
             "coupling and initialisation, per width (means, 95% CI across seeds). b Error on "
-            "{dataset} and {digits}. c Error against the indices; lines join models with the "
+            "{error_datasets}. c Error against the indices; lines join models with the "
             "same raw parameter count (width).",
             _has("standard"),
             "standard runs",

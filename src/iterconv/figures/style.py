@@ -179,3 +179,27 @@ def log_axes(ax: Axes, x: bool = False, y: bool = False) -> Axes:
             setter("log")
             axis.set_minor_formatter(NullFormatter())
     return ax
+
+
+def coupling_lines(df: pd.DataFrame, x: str, y: str, ax: Axes, linewidth: float = 1.2) -> Axes:
+    """Mean of ``y`` over ``x`` per coupling setting, with a 95% band (mean +- 1.96 SE).
+
+    The SE band instead of a bootstrap keeps curves with many steps fast to draw.
+    """
+    import seaborn as sns
+
+    df = with_setting(df)
+    order = coupling_order(df["setting"])
+    palette = {s: coupling_color(s, order) for s in order}
+    sns.lineplot(
+        df,
+        x=x,
+        y=y,
+        hue="setting",
+        hue_order=order,
+        palette=palette,
+        errorbar=("se", 1.96),
+        linewidth=linewidth,
+        ax=ax,
+    )
+    return ax

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iterconv.figures.style import coupling_color, coupling_order, placeholder, style_ax
-from iterconv.figures.style import with_setting as _with_setting
+from iterconv.figures.style import coupling_lines, placeholder, style_ax
 
 
 def plot_history(
@@ -24,18 +22,5 @@ def plot_history(
     df = history.dropna(subset=[y]) if y in history else history.iloc[0:0]
     if df.empty:
         return placeholder(ax, f"no {y} history")
-    df = _with_setting(df)
-    order = coupling_order(df["setting"])
-    palette = {s: coupling_color(s, order) for s in order}
-    sns.lineplot(
-        df,
-        x="epoch",
-        y=y,
-        hue="setting",
-        hue_order=order,
-        palette=palette,
-        errorbar=("se", 1.96),
-        linewidth=1.2,
-        ax=ax,
-    )
+    coupling_lines(df, "epoch", y, ax)
     return style_ax(ax, title, "Epoch", "Error rate", percent="error" in y)
