@@ -318,6 +318,19 @@ def fig6(t: Tables) -> Figure:
     return fig
 
 
+def fig9(t: Tables) -> Figure:
+    """Appendix fig 9: error of every standard run of the main dataset (training variations
+    included) against its raw and effective parameter count."""
+    runs = select(t.runs, dataset=main_dataset(t.runs), variant="standard")
+    fig, axes = new_figure(1, 2)
+    parameters.plot_error_vs_count(runs, "parameters", axes[0, 0])
+    parameters.plot_error_vs_count(runs, "epc", axes[0, 1])
+    shared_legend(fig, axes[0], SETTING_LEGEND)
+    for letter, ax in zip("ab", axes.ravel(), strict=True):
+        panel_letter(ax, letter)
+    return fig
+
+
 def fig7(t: Tables) -> Figure:
     ds = main_dataset(t.runs)
     runs = core_runs(t.runs, ds)

@@ -134,6 +134,14 @@ FIGURES: dict[str, FigureSpec] = {
             "standard runs on a dataset besides the main one",
         ),
         FigureSpec(
+            "fig9",
+            compose.fig9,
+            "Error of all standard ResNets on {dataset}, training variations included, against "
+            "a their raw and b their effective parameter count, by coupling and initialisation.",
+            lambda runs: not compose.variation_runs(runs).empty,
+            "training-variation runs",
+        ),
+        FigureSpec(
             "figS4",
             compose.figS4,
             "Training variations on {dataset}: error by coupling with BN gamma initialised to "
