@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
 
 # Okabe-Ito colours (colour-blind safe), one per first-stage width, used by every figure.
 WIDTH_COLORS: dict[int, str] = {8: "#E69F00", 16: "#56B4E9", 32: "#009E73", 64: "#CC79A7"}
@@ -173,11 +173,14 @@ def panel_letter(ax: Axes, letter: str) -> None:
 
 
 def log_axes(ax: Axes, x: bool = False, y: bool = False) -> Axes:
-    """Log scale on the chosen axes, decade labels only (minor labels overlap)."""
+    """Log scale on the chosen axes. Decade labels; minor ticks are labelled only when the axis
+    spans less than about half a decade (with no decade inside, it would have no label)."""
     for on, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
         if on:
             setter("log")
-            axis.set_minor_formatter(NullFormatter())
+            axis.set_minor_formatter(
+                LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(0.6, 0.25))
+            )
     return ax
 
 
