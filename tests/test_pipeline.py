@@ -1,6 +1,5 @@
 """The workflow: params validation, grid expansion, and end-to-end builds through Snakemake."""
 
-import copy
 import os
 import re
 import shutil
@@ -10,18 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from params_helpers import PARAMS, ROOT, with_preset
 
 from iterconv.pipeline.grid import ParamsError, expand_runs, run_id
 from iterconv.pipeline.validate import validate_params
-
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
-def with_preset(name):
-    params = copy.deepcopy(PARAMS)
-    params["preset"] = name
-    return params
 
 
 def test_preset_sizes():

@@ -1,23 +1,13 @@
 """``iterconv plan``: FLOP counts against hand formulas, job counts, device-hours, the CLI."""
 
 import argparse
-import copy
-from pathlib import Path
 
 import pytest
 import yaml
+from params_helpers import ROOT, with_preset
 
 from iterconv.cli import main
 from iterconv.pipeline.plan import TABLE, forward_flops, load_table, plan
-
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
-def with_preset(name):
-    params = copy.deepcopy(PARAMS)
-    params["preset"] = name
-    return params
 
 
 def hand_macs(width, stages, blocks, c_in, size, classes):
