@@ -7,6 +7,7 @@ min_version("9.0")
 
 
 configfile: "params.yaml"
+configfile: "preset.yaml"  # the choice of preset, kept apart so that DVC can set it
 
 
 validate(config, "workflow/schemas/params.schema.yaml")

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Wall time of the workflow's own machinery (no training measured here, except the builds):
 #
-#   1. `snakemake -n --config preset=paper`  DAG of the full grid (930 runs), nothing built
+#   1. `snakemake -n --config preset=paper`  DAG of the full grid (1,206 runs), nothing built
 #   2. micro preset: build, then `snakemake -n` (nothing to do), the first `dvc repro` after
 #      the build (four Snakemake targets with nothing to do; records dvc.lock) and a second,
-#      no-op `dvc repro` -- set up like tests/test_pipeline.py's
-#      test_micro_preset_end_to_end_and_incremental, in a temporary copy of the workflow
+#      no-op `dvc repro` -- set up like tests/test_rebuilds.py, in a temporary copy of the
+#      workflow
 #   3. with --demo: the demo preset end to end, `snakemake --cores all` (~7 min on 2 cores)
 #
 # Usage: bench/bench_pipeline.sh [--demo | --reuse-results]   (PYTHON=... for the interpreter)
@@ -30,12 +30,12 @@ LOG="$TMP/last.log"
 copy_workflow() { # like tests/test_pipeline.py's workflow_copy: a stand-in for a clone
     local dest=$1 preset=$2
     mkdir -p "$dest"
-    cp "$ROOT"/{Snakefile,params.yaml,dvc.yaml,.gitignore} "$dest"/
+    cp "$ROOT"/{Snakefile,params.yaml,preset.yaml,dvc.yaml,.gitignore} "$dest"/
     for d in workflow profiles src; do
         cp -r "$ROOT/$d" "$dest"/
     done
     find "$dest" -name __pycache__ -type d -prune -exec rm -rf {} +
-    sed -i -E "s/^preset: \w+/preset: $preset/" "$dest/params.yaml"
+    sed -i -E "s/^preset: \w+/preset: $preset/" "$dest/preset.yaml"
 }
 
 timed() { # timed LABEL DIR CMD...: run CMD in DIR, print its wall time
@@ -65,9 +65,9 @@ echo "    planned: $(count total) jobs, $(count train_run) train_run"
 # 2. micro preset: build, then the no-op checks of both engines
 W="$TMP/built"
 if [[ $REUSE == 1 ]]; then
-    copy_workflow "$W" "$(sed -n -E 's/^preset: (\w+).*/\1/p' "$ROOT/params.yaml")"
+    copy_workflow "$W" "$(sed -n -E 's/^preset: (\w+).*/\1/p' "$ROOT/preset.yaml")"
     cp -a "$ROOT/results" "$ROOT/figures" "$ROOT/.snakemake" "$W"/
-    echo "    reusing the repository's results (preset $(sed -n -E 's/^preset: //p' "$W/params.yaml"))"
+    echo "    reusing the repository's results (preset $(sed -n -E 's/^preset: //p' "$W/preset.yaml"))"
 else
     copy_workflow "$W" micro
     timed "micro preset build (snakemake --cores 2)" "$W" "$PY" -m snakemake --cores 2

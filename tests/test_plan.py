@@ -1,12 +1,15 @@
-"""``iterconv plan``: FLOP counts against hand formulas, job counts, device-hours, the CLI."""
+"""``iterconv plan``: FLOP counts against the built network, job counts, device-hours, the CLI."""
 
 import argparse
 
 import pytest
+import torch
 import yaml
 from params_helpers import ROOT, with_preset
+from torch import nn
 
 from iterconv.cli import main
+from iterconv.models.resnet import ModelConfig, ResNet
 from iterconv.pipeline.plan import (
     STEP_COST,
     TABLE,
@@ -14,22 +17,31 @@ from iterconv.pipeline.plan import (
     load_table,
     measured_rate,
     plan,
+    run_costs,
 )
 from iterconv.train.config import RunConfig
 
 
-def hand_macs(width, stages, blocks, c_in, size, classes):
-    """Multiply-accumulates by formula: 3x3 convs (padding 1), stride 2 entering stages > 1."""
-    macs = size * size * width * c_in * 9  # stem
-    channels = width
-    for s in range(stages):
-        if s > 0:
-            out = (size + 1) // 2  # stride 2, padding 1, kernel 3
-            macs += out * out * (2 * channels) * channels * 9  # downsampling conv1
-            channels, size = 2 * channels, out
-            macs += size * size * channels * channels * 9  # downsampling conv2
-        macs += blocks * 2 * size * size * channels * channels * 9
-    return macs + channels * classes  # linear head
+def model_flops(width, stages, blocks, c_in, size, classes):
+    """2 x MACs counted with hooks on the convs and linears of the built network, one image."""
+    macs = 0
+
+    def count(module, inputs, output):
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            macs += output[0].numel() * module.in_channels // module.groups * k
+        else:
+            macs += module.in_features * module.out_features
+
+    cfg = ModelConfig(c_in, classes, size, width, stages, blocks)
+    model = ResNet(cfg).eval()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            m.register_forward_hook(count)
+    with torch.inference_mode():
+        model(torch.zeros(1, c_in, size, size))
+    return 2 * macs
 
 
 def args(**kw):
@@ -42,7 +54,7 @@ def args(**kw):
 def test_flops_of_the_paper_network_by_hand():
     # 3 x 16, width 16, CIFAR: stem 442,368 + 3 stages x 16 blocks x 2 x 2,359,296
     # + 2 downsampling blocks x (1,179,648 + 2,359,296) + head 640 = 234,013,312 MACs
-    assert hand_macs(16, 3, 16, 3, 32, 10) == 234_013_312
+    assert 442_368 + 3 * 16 * 2 * 2_359_296 + 2 * (1_179_648 + 2_359_296) + 640 == 234_013_312
     assert forward_flops(16, 3, 16, 3, 32, 10) == 2 * 234_013_312
 
 
@@ -54,10 +66,23 @@ def test_flops_of_the_paper_network_by_hand():
         (64, 3, 16, 3, 32, 100),
         (16, 1, 16, 1, 28, 10),  # MNIST: one stage, 28 px
         (8, 3, 2, 1, 7, 10),  # odd sizes: 7 -> 4 -> 2
+        (8, 4, 3, 3, 32, 100),  # four stages, as in the coupling sweeps
     ],
 )
-def test_flops_match_the_formula(cfg):
-    assert forward_flops(*cfg) == 2 * hand_macs(*cfg)
+def test_flops_formula_matches_the_built_network(cfg):
+    assert forward_flops(*cfg) == model_flops(*cfg)
+
+
+def test_run_costs_match_the_built_network_of_each_run():
+    # each run's forward FLOPs as counted on the standard network of its own shape (the
+    # implicit variant's repeated evaluations are its step cost, not its FLOPs)
+    first_of_sweep = {}
+    for cost in run_costs(with_preset("paper")):
+        first_of_sweep.setdefault(cost.sweep, cost)
+    for cost in [*run_costs(with_preset("demo")), *first_of_sweep.values()]:
+        cfg, (c, size, classes) = cost.config, cost.shape
+        direct = model_flops(cfg.width, cfg.stages, cfg.blocks, c, size, classes)
+        assert cost.forward == direct, cost.run_id
 
 
 def test_flops_grow_with_width_squared():

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from params_helpers import with_preset
 from test_pipeline import ROOT, iterconv_env, set_preset, workflow_copy
+
+from iterconv.pipeline.units import preset_units
 
 
 def slurm_up() -> bool:
@@ -41,7 +44,11 @@ pytestmark = [
     pytest.mark.skipif(not slurm_up(), reason="no running SLURM cluster (.ci/slurm-setup.sh)"),
 ]
 
-RUN = "micro_digits-standard-2x2-w4-nonrec-c0-s0"
+RUN = next(
+    address
+    for address, run in preset_units(with_preset("micro")).runs.items()
+    if run.run_id == "micro_digits-standard-2x2-w4-nonrec-c0-s0"
+)
 
 
 def local_profile(work: Path) -> Path:
@@ -53,6 +60,7 @@ def local_profile(work: Path) -> Path:
     cfg["slurm-init-seconds-before-status-checks"] = 2  # default 40 s: a long wait for seconds
     cfg["slurm-keep-successful-logs"] = True
     cfg["latency-wait"] = 5
+    cfg["quiet"] = ["host"]  # the test reads the submission lines of every job
     for rule in ("train_run", "compute_indices"):
         cfg["set-resources"][rule].update(slurm_partition="debug", gpu=0, mem_mb=2000)
         cfg["set-resources"][rule]["cpus_per_task"] = 1

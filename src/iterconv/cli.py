@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "iterconv.figures.cli",
     "iterconv.report.cli",
     "iterconv.pipeline.cli",
+    "iterconv.pipeline.gc",
     "iterconv.families.cli",
 )
 

@@ -1,11 +1,11 @@
 rule compute_indices:
     input:
-        best=rules.train_run.output.best,
+        best=ancient(rules.train_run.output.best),
         data=run_dataset,
     output:
-        "results/indices/{run}.json",
+        "results/indices/{analysis}/{run}.json",
     log:
-        "results/logs/compute_indices/{run}.log",
+        "results/indices/{analysis}/{run}.log",
     conda:
         "../envs/iterconv.yaml"
     threads: 1
@@ -32,50 +32,53 @@ rule run_toy:
         "python -m iterconv toy --out {params.out} > {log} 2>&1"
 
 
+# The declared output is the stamp: the tables beside it are swapped in as a whole and the
+# summary replaced atomically by the command, so a failed job keeps the previous ones. Runs are
+# passed by address (paths would overflow a shell command at the paper's scale).
 rule collect_tables:
     input:
-        metrics=expand("results/runs/{run}/metrics.json", run=RUNS),
-        indices=expand("results/indices/{run}.json", run=RUNS),
+        metrics=ancient(expand(rules.train_run.output.metrics, run=RUNS)),
+        indices=ancient(expand(rules.compute_indices.output[0], analysis=ANALYSIS, run=RUNS)),
     output:
-        runs="results/tables/runs.csv",
-        stages="results/tables/stages.csv",
-        curves="results/tables/curves.csv",
-        history="results/tables/history.csv",
-        metrics="results/metrics.json",
+        TABLES_STAMP,
     log:
-        "results/logs/collect_tables.log",
+        f"{OUT}/logs/collect_tables.log",
     conda:
         "../envs/iterconv.yaml"
     params:
-        tables=lambda wildcards, output: os.path.dirname(output.runs),
+        runs=" ".join(RUNS),
+        indices=lambda wildcards, input: os.path.dirname(input.indices[0]),
+        tables=lambda wildcards, output: os.path.dirname(output[0]),
+        summary=f"{OUT}/metrics.json",
     shell:
-        "python -m iterconv collect --metrics {input.metrics} --indices {input.indices}"
-        " --tables-dir {params.tables} --summary {output.metrics} > {log} 2>&1"
+        "python -m iterconv collect --runs-dir results/runs --indices-dir {params.indices}"
+        " --runs {params.runs} --tables-dir {params.tables} --summary {params.summary}"
+        " --stamp {output} > {log} 2>&1"
 
 
 rule check_claims:
     input:
-        unpack(lambda wildcards: family_tables()),
-        runs=rules.collect_tables.output.runs,
-        stages=rules.collect_tables.output.stages,
+        unpack(lambda wildcards: ancient_all(FAMILY_STAMPS)),
+        tables=ancient(TABLES_STAMP),
     output:
-        md="results/claims.md",
-        json="results/claims.json",
+        md=f"{OUT}/claims.md",
+        json=f"{OUT}/claims.json",
     log:
-        "results/logs/check_claims.log",
+        f"{OUT}/logs/check_claims.log",
     conda:
         "../envs/iterconv.yaml"
     params:
+        tables=lambda wildcards, input: os.path.dirname(input.tables),
         families=family_claims_args,
     shell:
-        "python -m iterconv claims --runs {input.runs} --stages {input.stages}"
-        " --out {output.md} --out-json {output.json} --family {params.families}"
-        " > {log} 2>&1"
+        "python -m iterconv claims --runs {params.tables}/runs.csv"
+        " --stages {params.tables}/stages.csv --out {output.md} --out-json {output.json}"
+        " --family {params.families} > {log} 2>&1"
 
 
 rule analyze_all:
     input:
-        family_tables().values(),
+        FAMILY_STAMPS.values(),
         rules.collect_tables.output,
         rules.check_claims.output,
         rules.run_toy.output,

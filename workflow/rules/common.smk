@@ -1,37 +1,44 @@
-# Helpers of the workflow: grid expansion (shared with the tests) and input functions.
+# Helpers of the workflow: the preset's units of work by address (iterconv.pipeline.units, shared
+# with the tests and `iterconv gc`) and input functions. Parsing writes no file.
 import json
 import shlex
 
-from iterconv.families.registry import expand_families, family_figures
-from iterconv.pipeline.grid import (
-    ParamsError,
-    datasets_used,
-    expand_runs,
-    flag_stale_runs,
-)
+from iterconv.families.registry import family_figures
+from iterconv.pipeline import ParamsError
 from iterconv.pipeline import targets
+from iterconv.pipeline.address import stamp_name
 from iterconv.pipeline.targets import dataset_command, figure_names
+from iterconv.pipeline.units import preset_units
 
 try:
-    RUNS = expand_runs(config)
-    FAMILY_JOBS = expand_families(config)  # {family: {job id: Job}}
+    UNITS = preset_units(config)
 except ParamsError as err:
     raise WorkflowError(f"invalid params.yaml: {err}")
-DATASETS = datasets_used(config)
+PRESET = UNITS.preset
+DATASETS = UNITS.datasets  # {address: Dataset}
+RUNS = UNITS.runs  # {address: Run}
+FAMILY_JOBS = UNITS.jobs  # {family: {address: Job}}
+ANALYSIS = UNITS.analysis
 FIGURES = figure_names(RUNS)
 FAMILY_FIGURES = {
     fig: fam for fig, (fam, _caption) in family_figures().items() if fam in FAMILY_JOBS
 }
-# Runs whose results were trained with another configuration get a flag newer than their
-# outputs: retrained even without Snakemake's metadata (fresh clone + dvc pull).
-flag_stale_runs(RUNS, "results/runs")
+# Aggregates live per preset; their stamps change with their inputs' addresses and the code.
+OUT = f"results/{PRESET}"
+TABLES_STAMP = f"{OUT}/tables/{stamp_name([*RUNS, ANALYSIS])}"
+FAMILY_STAMPS = {
+    fam: f"{OUT}/families/{fam}/{stamp_name(jobs)}" for fam, jobs in FAMILY_JOBS.items()
+}
 
 
 wildcard_constraints:
-    run="[A-Za-z0-9_.-]+",
-    dataset="[A-Za-z0-9_]+",
+    run="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+    dataset="[A-Za-z0-9_]+-[0-9a-f]{8}",
+    analysis="x[0-9]+-[0-9a-f]{8}",
     family="[a-z]+",
-    job="[A-Za-z0-9_.-]+",
+    job="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+    fig="[A-Za-z0-9_]+",
+    stamp="[0-9a-f]{8}",
 
 
 def run_config_json(wildcards):
@@ -45,20 +52,24 @@ def speed_flags():
     return " ".join(flags + (["--compile"] if speed.get("compile") else []))
 
 
+def dataset_manifest(address):
+    return f"results/data/{address}/manifest.json"
+
+
+def ancient_all(paths):
+    """Every input is a content address or a stamp named after its inputs' addresses, so its
+    file time (reset by dvc pull or a copy) must never force a rerun: marked ancient."""
+    return {key: ancient(path) for key, path in paths.items()}
+
+
 def run_dataset(wildcards):
-    return f"results/data/{RUNS[wildcards.run].config.dataset}/manifest.json"
-
-
-def train_inputs(wildcards):
-    inputs = {"data": run_dataset(wildcards)}
-    flag = f"results/runs/{wildcards.run}/config-changed.flag"
-    if os.path.exists(flag):  # see flag_stale_runs
-        inputs["changed"] = flag
-    return inputs
+    return ancient(dataset_manifest(RUNS[wildcards.run].data))
 
 
 def prepare_command(wildcards):
-    return shlex.join(dataset_command(wildcards.dataset, config))
+    ds = DATASETS[wildcards.dataset]
+    out = f"results/data/{ds.address}"
+    return shlex.join(dataset_command(ds.name, ds.spec, out, config))
 
 
 def family_job(wildcards):
@@ -70,9 +81,9 @@ def family_job_config(wildcards):
 
 
 def family_job_data(wildcards):
-    return {
-        ds: f"results/data/{ds}/manifest.json" for ds in family_job(wildcards).datasets
-    }
+    job = family_job(wildcards)
+    data = {ds.name: ds.address for ds in DATASETS.values() if ds.name in job.datasets}
+    return ancient_all({name: dataset_manifest(address) for name, address in data.items()})
 
 
 def family_data_args(wildcards, input):
@@ -80,47 +91,44 @@ def family_data_args(wildcards, input):
 
 
 def family_results(wildcards):
-    return expand(
-        "results/families/{family}/jobs/{job}/result.json",
-        family=wildcards.family,
-        job=FAMILY_JOBS[wildcards.family],
-    )
+    jobs = FAMILY_JOBS[wildcards.family]
+    return ancient(expand("results/jobs/{family}/{job}/result.json", job=jobs, **wildcards))
 
 
-def family_tables():
-    return {fam: f"results/families/{fam}/tables" for fam in FAMILY_JOBS}
+def family_tables_dir(family):
+    return f"{OUT}/families/{family}"
 
 
 def family_claims_args(wildcards, input):
-    return " ".join(f"{fam}={input[fam]}" for fam in FAMILY_JOBS)
+    return " ".join(f"{fam}={family_tables_dir(fam)}" for fam in FAMILY_JOBS)
+
+
+def figure_path(fig, ext="png"):
+    return f"figures/{PRESET}/{fig}.{ext}"
 
 
 def all_outputs():
+    # Every stamp is a target: a changed one is then missing, so its aggregate is rebuilt, and
+    # the claims and figures that read it follow (their inputs are ancient).
     return [
-        *expand("figures/{fig}.png", fig=[*FIGURES, *FAMILY_FIGURES]),
-        "results/tables/runs.csv",
-        "results/metrics.json",
-        "results/claims.md",
+        *(figure_path(fig) for fig in [*FIGURES, *FAMILY_FIGURES]),
+        TABLES_STAMP,
+        *FAMILY_STAMPS.values(),
+        f"{OUT}/claims.md",
     ]
 
 
 def figure_inputs(wildcards):
     if wildcards.fig in FAMILY_FIGURES:
-        return {"tables": f"results/families/{FAMILY_FIGURES[wildcards.fig]}/tables"}
-    tables = rules.collect_tables.output
-    inputs = {
-        "runs": tables.runs,
-        "stages": tables.stages,
-        "curves": tables.curves,
-        "history": tables.history,
-    }
+        return ancient_all({"tables": FAMILY_STAMPS[FAMILY_FIGURES[wildcards.fig]]})
+    inputs = {"tables": TABLES_STAMP}
     if wildcards.fig == "fig1":
         inputs["toy"] = rules.run_toy.output[0]
-    return inputs
+    return ancient_all(inputs)
 
 
 def figure_tables(wildcards, input):
-    return input.tables if "tables" in input.keys() else os.path.dirname(input.runs)
+    return os.path.dirname(input.tables)
 
 
 def figure_caption(wildcards):

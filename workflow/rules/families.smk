@@ -1,14 +1,15 @@
-# The experiment families of the related papers (seeds 002-004): one job per configuration,
-# then one table set per family (figures: figures.smk; claims: check_claims).
+# The experiment families of the related papers: one job per configuration (shared by every
+# preset that has it), then one table set per family and preset (figures: figures.smk; claims:
+# check_claims).
 
 
 rule run_family_job:
     input:
         unpack(family_job_data),
     output:
-        "results/families/{family}/jobs/{job}/result.json",
+        "results/jobs/{family}/{job}/result.json",
     log:
-        "results/families/{family}/jobs/{job}/run.log",
+        "results/jobs/{family}/{job}/run.log",
     conda:
         "../envs/iterconv.yaml"
     threads: 1
@@ -21,20 +22,24 @@ rule run_family_job:
         " --data {params.data} --out {params.out} --threads {threads} > {log} 2>&1"
 
 
+# The declared output is the stamp: the tables beside it are swapped in as a whole by the
+# command, so a failed job keeps the previous tables.
 rule collect_family_tables:
     input:
         family_results,
     output:
-        directory("results/families/{family}/tables"),
+        f"{OUT}/families/{{family}}/inputs-{{stamp}}.json",
     log:
-        "results/logs/collect_family_tables/{family}.log",
+        f"{OUT}/logs/collect_family_tables/{{family}}-{{stamp}}.log",
     conda:
         "../envs/iterconv.yaml"
+    params:
+        tables=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "python -m iterconv family-collect {wildcards.family} --results {input}"
-        " --tables-dir {output} > {log} 2>&1"
+        " --tables-dir {params.tables} --stamp {output} > {log} 2>&1"
 
 
 rule families_all:
     input:
-        family_tables().values(),
+        FAMILY_STAMPS.values(),

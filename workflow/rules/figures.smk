@@ -3,15 +3,15 @@ rule plot_figure:
         unpack(figure_inputs),
     output:
         png=report(
-            "figures/{fig}.png",
+            figure_path("{fig}"),
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{fig}"},
         ),
-        pdf="figures/{fig}.pdf",
-        caption="figures/{fig}.caption.txt",
+        pdf=figure_path("{fig}", "pdf"),
+        caption=figure_path("{fig}", "caption.txt"),
     log:
-        "results/logs/plot_figure/{fig}.log",
+        f"{OUT}/logs/plot_figure/{{fig}}.log",
     conda:
         "../envs/iterconv.yaml"
     params:

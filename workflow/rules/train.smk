@@ -1,6 +1,6 @@
 rule train_run:
     input:
-        unpack(train_inputs),
+        data=run_dataset,
     output:
         best="results/runs/{run}/best.pt",
         metrics="results/runs/{run}/metrics.json",

@@ -9,7 +9,9 @@ from iterconv.cli import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("indices", help="convergence, recurrence and divergence indices of a run")
+    p = sub.add_parser(
+        "indices", help="convergence, recurrence and divergence indices and EPC of a run"
+    )
     p.add_argument("--run", type=Path, required=True, help="run directory containing best.pt")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     p.add_argument("--out", type=Path, required=True, help="output JSON file")

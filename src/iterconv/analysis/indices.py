@@ -9,28 +9,33 @@ For stage s with B blocks, chance error e_c and unperturbed error e_f:
 
 A zero denominator gives NaN and a line in ``notes``. The network index is the plain mean over
 stages, NaN when any stage is NaN (a NaN is never silently averaged away).
-The JSON schema ``iterconv.indices/1`` is documented in docs/analysis.md.
+The per-run JSON (schema ``iterconv.indices/2``, documented in docs/analysis.md) also holds the
+effective parameter count of the same weights, so that aggregating runs never loads a model.
+This module imports torch only when computing: :func:`read_indices` works without it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from iterconv.analysis.perturb import KINDS, BlockCounter, perturb_batch
 from iterconv.io import write_text
-from iterconv.models.resnet import ResNet
-from iterconv.train.metrics import loss_fn, mistakes, predictions
 
-SCHEMA = "iterconv.indices/1"
+if TYPE_CHECKING:
+    import torch
+
+    from iterconv.models.resnet import ResNet
+
+SCHEMA = "iterconv.indices/2"
 INDEX_NAMES = ("CI", "RI", "DI")
+CURVE_KINDS = ("readout", "dropout", "extra")
+CURVE_MEASURES = ("error", "error_alt", "loss", "distance")
 _PREFIX = {"readout": "CI", "dropout": "RI", "extra": "DI"}
 
 
@@ -39,6 +44,8 @@ def chance_error(
 ) -> float:
     """Error of guessing uniformly: 1 - 1/classes, or 1 - mean_i 1 / C(classes, n_i) for
     multi-label images with n_i targets each (``n_per_image``: (N,) integers)."""
+    import torch
+
     if not multilabel:
         return 1.0 - 1.0 / num_classes
     if n_per_image is None or n_per_image.numel() == 0:
@@ -104,6 +111,8 @@ class _Sums:
     """Running sums over images of error, own-prediction error, loss and distance per curve."""
 
     def __init__(self, sizes: dict[str, int]):
+        import torch
+
         self.v = {
             (kind, m): torch.zeros(n, dtype=torch.float64)
             for kind, n in sizes.items()
@@ -120,6 +129,10 @@ class _Sums:
         multilabel: bool,
     ) -> None:
         """``logits`` (P, b, K), ``dist`` (P, b); ``y``, ``own`` targets of the b images."""
+        import torch
+
+        from iterconv.train.metrics import loss_fn, mistakes
+
         n_p, b = logits.shape[:2]
         if n_p == 0:
             return
@@ -132,7 +145,20 @@ class _Sums:
             self.v[kind, m][:n_p] += t.double().cpu()
 
 
-@torch.inference_mode()
+def _inference_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.inference_mode()`` as a decorator that imports torch only when called."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_inference_mode
 def compute_indices(
     model: ResNet,
     images: torch.Tensor,
@@ -145,7 +171,8 @@ def compute_indices(
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
 ) -> dict[str, Any]:
-    """Curves and indices of every stage of ``model`` on a validation set.
+    """Curves and indices of every stage of ``model`` on a validation set, and the effective
+    parameter count of its weights.
 
     Args:
         model: the network; put in eval mode here (BN running statistics, fixed spectral bound).
@@ -159,8 +186,14 @@ def compute_indices(
         device: where to compute; default the model's device.
 
     Returns:
-        The ``iterconv.indices/1`` dict (NaN as float NaN; ``run`` set to None).
+        The ``iterconv.indices/2`` dict (NaN as float NaN; ``run`` set to None).
     """
+    import torch
+
+    from iterconv.analysis.epc import effective_parameter_count
+    from iterconv.analysis.perturb import KINDS, BlockCounter, perturb_batch
+    from iterconv.train.metrics import loss_fn, mistakes, predictions
+
     start = time.perf_counter()
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -243,6 +276,7 @@ def compute_indices(
             "downsampling": counter.downsampling / n_images,
             "naive_total": naive,
         },
+        "epc": effective_parameter_count(model),
         "notes": notes,
         "seconds": time.perf_counter() - start,
     }
@@ -284,9 +318,70 @@ def write_indices(path: str | os.PathLike, result: dict[str, Any]) -> None:
     write_text(path, json.dumps(_nan_to_none(result), indent=2, allow_nan=False) + "\n")
 
 
+class IndicesError(ValueError):
+    """A per-run indices file that is missing, unreadable or incomplete."""
+
+
+# Keys every per-run file holds; checked by read_indices.
+REQUIRED_KEYS = ("schema", "run", "chance_error", "final_error", "network", "stages", "epc")
+_STAGE_KEYS = ("stage", *(f"{k}_{m}" for k in CURVE_KINDS for m in CURVE_MEASURES))
+_EPC_KEYS = ("raw", "recurrent", "epc", "stages")
+_EPC_STAGE_KEYS = ("stage", "mean_abs_deviation")
+
+
 def read_indices(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an indices JSON; null numbers come back as NaN (``run`` stays as written)."""
-    data = json.loads(Path(path).read_text())
-    if data.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
+    """Read and check one run's indices JSON; null numbers come back as NaN (``run`` stays as
+    written). Raises :class:`IndicesError` (one line naming the file) when the file is missing,
+    truncated, corrupt, of another schema or lacks a required key."""
+    path = Path(path)
+    redo = "delete it and rerun its analysis job (iterconv indices)"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise IndicesError(f"{path} not found: run its analysis job (iterconv indices)") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise IndicesError(f"{path} is truncated or corrupt ({_reason(err)}): {redo}") from err
+    problem = _incomplete(data)
+    if problem:
+        raise IndicesError(f"{path} is not a complete indices file ({problem}): {redo}")
     return _none_to_nan(data)
+
+
+def _reason(err: ValueError) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} at line {err.lineno} column {err.colno}"
+    return "not UTF-8 text"
+
+
+def _lacks(obj: Any, keys: tuple[str, ...], what: str) -> str | None:
+    if not isinstance(obj, dict):
+        return f"{what} is not an object"
+    missing = [k for k in keys if k not in obj]
+    return f"{what} has no key {missing[0]!r}" if missing else None
+
+
+def _incomplete(data: Any) -> str | None:
+    """What makes ``data`` not a complete indices document, or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if data.get("schema") != SCHEMA:
+        return f"schema {data.get('schema')!r}, expected {SCHEMA!r}"
+    if problem := _lacks(data, REQUIRED_KEYS, "the document"):
+        return problem
+    names = (*INDEX_NAMES, *(f"{n}_alt" for n in INDEX_NAMES))
+    if problem := _lacks(data["network"], names, "'network'"):
+        return problem
+    stages = data["stages"]
+    if not isinstance(stages, list) or not stages:
+        return "'stages' is not a non-empty list"
+    for i, stage in enumerate(stages, start=1):
+        if problem := _lacks(stage, _STAGE_KEYS, f"stage {i}"):
+            return problem
+    if problem := _lacks(data["epc"], _EPC_KEYS, "'epc'"):
+        return problem
+    if not isinstance(data["epc"]["stages"], list) or len(data["epc"]["stages"]) != len(stages):
+        return "'epc.stages' does not match 'stages'"
+    for i, stage in enumerate(data["epc"]["stages"], start=1):
+        if problem := _lacks(stage, _EPC_STAGE_KEYS, f"'epc' stage {i}"):
+            return problem
+    return None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from iterconv.cli import UserError
@@ -27,7 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("family-collect", help="collect a family's job results into CSV tables")
     p.add_argument("family", choices=list(FAMILY_MODULES))
     p.add_argument("--results", nargs="+", type=Path, required=True, help="jobs' result.json")
-    p.add_argument("--tables-dir", type=Path, required=True, help="directory to (re)write")
+    p.add_argument(
+        "--tables-dir",
+        type=Path,
+        required=True,
+        help="directory replaced whole; refused if it holds anything family-collect does not write",
+    )
+    p.add_argument(
+        "--stamp",
+        type=Path,
+        help="also write this inputs-*.json file, directly inside --tables-dir, listing the inputs",
+    )
     p.set_defaults(handler=collect)
 
 
@@ -66,30 +74,35 @@ def run_job(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
-    from iterconv.families.registry import family
-    from iterconv.io import write_text
+    """Read every job result, build the family's tables, then replace ``--tables-dir`` whole.
 
+    The directory may hold only what this command writes (the family's tables and
+    ``inputs-*.json``); anything else is refused before a file is written.
+    """
+    from iterconv.families.registry import family
+    from iterconv.io import ForeignEntryError, replace_dir
+    from iterconv.pipeline.tables import STAMP_PATTERN, check_stamp, write_stamp
+
+    out, stamp = args.tables_dir, args.stamp
+    check_stamp(stamp, out)
     results = {}
     for path in args.results:
         try:
             results[path.parent.name] = json.loads(path.read_text())
         except FileNotFoundError as err:
             raise UserError(f"missing job result {path}") from err
-        except json.JSONDecodeError as err:
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise UserError(f"{path} is corrupt ({err}): delete it and run the job again") from err
     tables = family(args.family).collect(results)
-    # Build the whole directory beside the old one, then swap: never a half-written set.
-    out = args.tables_dir
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    owned = [*(f"{name}.csv" for name in tables), STAMP_PATTERN]
     try:
-        for name, frame in tables.items():
-            write_text(tmp / f"{name}.csv", frame.to_csv(index=False))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with replace_dir(out, owned) as tmp:
+            for name, frame in tables.items():
+                frame.to_csv(tmp / f"{name}.csv", index=False)
+            if stamp is not None:
+                write_stamp(tmp, stamp, args.results)
+    except ForeignEntryError as err:
+        raise UserError(str(err)) from err
     print(f"{args.family}: {len(results)} jobs -> {', '.join(sorted(tables))} in {out}")
     return 0
 

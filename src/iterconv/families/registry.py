@@ -22,6 +22,7 @@ from typing import Any
 
 from iterconv.families import FAMILY_MODULES
 from iterconv.pipeline import ParamsError
+from iterconv.pipeline.address import dataset_address, job_address
 from iterconv.pipeline.grid import preset
 
 
@@ -31,6 +32,7 @@ class Job:
     job_id: str
     config: dict[str, Any]
     datasets: tuple[str, ...]
+    address: str  # job id + hash of the configuration and the datasets' addresses
 
 
 def family(name: str) -> ModuleType:
@@ -73,7 +75,9 @@ def expand_families(params: dict[str, Any]) -> dict[str, dict[str, Job]]:
             for ds in names:
                 if ds not in known:
                     raise ParamsError(f"{where}: dataset {ds!r} is not one of {sorted(known)}")
-            jobs[name][job_id] = Job(name, job_id, config, names)
+            data = {ds: dataset_address(ds, known[ds]) for ds in names}
+            address = job_address(job_id, config, data)
+            jobs[name][job_id] = Job(name, job_id, config, names, address)
     return jobs
 
 

@@ -1,4 +1,4 @@
-"""Figures of the paper, drawn from the pipeline's tables (``results/tables/*.csv``).
+"""Figures of the paper, drawn from the pipeline's tables (``results/<preset>/tables/*.csv``).
 
 Statistics live in :mod:`iterconv.analysis` and :mod:`iterconv.report`; this package only
 draws. Plotting functions take data frames and ``ax=None``, return the axes and never save;

@@ -17,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("name", nargs="?", help="figure name (see --list)")
     p.add_argument(
         "--tables-dir",
-        default="results/tables",
+        default="results/demo/tables",
         help="runs/stages/curves/history; for a family's figure, its family-collect tables",
     )
     p.add_argument("--toy-dir", default="results/toy", help="holds trajectories.csv (fig1)")

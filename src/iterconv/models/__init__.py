@@ -1,6 +1,10 @@
 """Residual networks of the paper (:mod:`iterconv.models.resnet`) and of the related papers
 (``implicit``, ``van``, ``two_layer``)."""
 
+# The block types of the paper's ResNet (iterconv.models.resnet); here so that checking a run's
+# configuration does not import torch.
+VARIANTS = ("standard", "icr", "pcr", "plain", "van", "implicit")
+
 __all__ = ["ModelConfig", "ResNet", "count_parameters"]
 
 

@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iterconv.models import VARIANTS  # re-exported: the block types
 from iterconv.models.implicit import SolverSettings, SolveStats, implicit_residual
 from iterconv.models.spectral import SpectralBound
 from iterconv.models.van import SkipGate
 
-VARIANTS = ("standard", "icr", "pcr", "plain", "van", "implicit")
 NORMALISED = ("icr", "pcr")  # variants whose residual function is spectrally normalised
 
 # Solver of the implicit variant's blocks: looser than the solver's defaults (1e-5, 100

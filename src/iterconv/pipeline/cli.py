@@ -15,16 +15,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="override the preset key")
     p.set_defaults(handler=check_params)
 
-    p = sub.add_parser("runs", help="list the run ids of a preset")
+    p = sub.add_parser("runs", help="list the run directories (content addresses) of a preset")
     p.add_argument("params", type=Path, nargs="?", default=Path("params.yaml"))
     p.add_argument("--preset", help="override the preset key")
     p.set_defaults(handler=list_runs)
 
-    p = sub.add_parser("collect", help="collect run outputs into results/tables")
-    p.add_argument("--metrics", nargs="+", required=True, help="runs' metrics.json files")
-    p.add_argument("--indices", nargs="+", required=True, help="runs' index JSON files")
-    p.add_argument("--tables-dir", type=Path, required=True)
+    p = sub.add_parser("collect", help="collect runs' outputs into a preset's tables")
+    p.add_argument("--metrics", nargs="+", help="runs' metrics.json files (runs/<run>/...)")
+    p.add_argument("--indices", nargs="+", help="runs' index JSON files, each named <run>.json")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="RUN",
+        help="instead of --metrics/--indices: run directory names, read from --runs-dir and "
+        "--indices-dir",
+    )
+    p.add_argument("--runs-dir", type=Path, help="with --runs: holds <run>/metrics.json")
+    p.add_argument("--indices-dir", type=Path, help="with --runs: holds <run>.json")
+    p.add_argument(
+        "--tables-dir",
+        type=Path,
+        required=True,
+        help="directory replaced whole; refused if it holds anything collect does not write",
+    )
     p.add_argument("--summary", type=Path, required=True, help="aggregated metrics JSON")
+    p.add_argument(
+        "--stamp",
+        type=Path,
+        help="also write this inputs-*.json file, directly inside --tables-dir, listing the inputs",
+    )
     p.set_defaults(handler=collect)
 
     p = sub.add_parser("plan", help="size a preset: jobs, epochs, FLOPs, device-hours")
@@ -35,22 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_params(path: Path, preset: str | None = None) -> dict:
+    """params.yaml, validated, with the preset of ``--preset`` or of preset.yaml beside it."""
+    from iterconv.pipeline.params import read_params
     from iterconv.pipeline.validate import validate_params
 
     try:
-        import yaml
-
-        params = yaml.safe_load(path.read_text())
-    except FileNotFoundError as err:
-        raise UserError(f"{path} not found") from err
-    except Exception as err:
-        raise UserError(f"{path} is not valid YAML: {err}") from err
-    if preset:
-        params["preset"] = preset
-    try:
+        params = read_params(path, preset)
         validate_params(params)
-    except ValueError as err:
-        raise UserError(f"invalid {path}: {err}") from err
+    except ValueError as err:  # ParamsError included
+        raise UserError(f"invalid {path}: {err}" if path.exists() else str(err)) from err
     return params
 
 
@@ -70,20 +82,40 @@ def check_params(args: argparse.Namespace) -> int:
 def list_runs(args: argparse.Namespace) -> int:
     from iterconv.pipeline.grid import expand_runs
 
-    for run_id in expand_runs(load_params(args.params, args.preset)):
-        print(run_id)
+    for run in expand_runs(load_params(args.params, args.preset)).values():
+        print(f"results/runs/{run.address}")
     return 0
+
+
+def collect_inputs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(metrics files, index files): given as paths, or as run names and two directories."""
+    by_path = (args.metrics, args.indices)
+    by_run = (args.runs, args.runs_dir, args.indices_dir)
+    if any(x is not None for x in by_path) == any(x is not None for x in by_run):
+        raise UserError("give either --metrics and --indices, or --runs, --runs-dir, --indices-dir")
+    if any(x is not None for x in by_path):
+        if None in by_path:
+            raise UserError("--metrics and --indices go together")
+        return list(args.metrics), list(args.indices)
+    if None in by_run:
+        raise UserError("--runs, --runs-dir and --indices-dir go together")
+    if bad := [r for r in args.runs if r in ("", ".", "..") or "/" in r]:
+        raise UserError(f"--runs takes run directory names, got {bad[0]!r}")
+    metrics = [str(args.runs_dir / r / "metrics.json") for r in args.runs]
+    return metrics, [str(args.indices_dir / f"{r}.json") for r in args.runs]
 
 
 def collect(args: argparse.Namespace) -> int:
     from iterconv.pipeline.tables import collect as collect_tables
 
-    missing = [p for p in [*args.metrics, *args.indices] if not Path(p).exists()]
+    metrics, indices = collect_inputs(args)
+    missing = [p for p in [*metrics, *indices] if not Path(p).exists()]
     if missing:
         raise UserError(
-            f"missing inputs: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+            f"missing inputs: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
+            "(train and analyse those runs first)"
         )
-    runs = collect_tables(args.metrics, args.indices, args.tables_dir, args.summary)
+    runs = collect_tables(metrics, indices, args.tables_dir, args.summary, stamp=args.stamp)
     print(f"collected {len(runs)} runs into {args.tables_dir}")
     return 0
 

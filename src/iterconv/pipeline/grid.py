@@ -7,15 +7,13 @@ A run is ``RunConfig`` defaults <- recipe <- sweep ``fixed`` <- one point of the
 from __future__ import annotations
 
 import itertools
-import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from iterconv.data.torchvision_sets import SOURCES as TORCHVISION_SOURCES
 from iterconv.pipeline import ParamsError
+from iterconv.pipeline.address import dataset_address, run_address
 from iterconv.train.config import RunConfig
 
 SOURCES = ("digitclutter", *TORCHVISION_SOURCES)
@@ -23,9 +21,11 @@ SOURCES = ("digitclutter", *TORCHVISION_SOURCES)
 
 @dataclass(frozen=True)
 class Run:
-    run_id: str
+    run_id: str  # readable: the settings that vary in the grids
     sweep: str
     config: RunConfig
+    data: str  # the dataset's address (iterconv.pipeline.address)
+    address: str  # run id + hash of the configuration and the dataset's address
 
 
 def _fmt(x: float) -> str:
@@ -114,7 +114,10 @@ def expand_runs(params: dict[str, Any]) -> dict[str, Run]:
                         f"{where}: run id {rid!r} names two different configurations "
                         f"(also in sweep {runs[rid].sweep!r}); vary a setting the id shows"
                     )
-                runs.setdefault(rid, Run(rid, sweep.get("name", f"sweep{i}"), cfg))
+                if rid not in runs:
+                    data = dataset_address(dataset, datasets[dataset])
+                    address = run_address(rid, cfg.to_dict(), data)
+                    runs[rid] = Run(rid, sweep.get("name", f"sweep{i}"), cfg, data, address)
     if not runs:
         raise ParamsError(f"presets.{params['preset']}.sweeps: the preset defines no runs")
     return runs
@@ -137,33 +140,3 @@ def datasets_used(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     names = sorted({run.config.dataset for run in expand_runs(params).values()})
     names = sorted({*names, *family_datasets(params)})
     return {name: params["datasets"][name] for name in names}
-
-
-CHANGED_FLAG = "config-changed.flag"
-
-
-def flag_stale_runs(runs: dict[str, Run], runs_dir: str | Path) -> list[str]:
-    """Mark runs whose finished outputs were trained with another configuration than the one
-    params.yaml gives them now (e.g. an edited recipe); returns their ids.
-
-    The configuration a run was trained with is read from its metrics.json, so this works
-    without Snakemake's metadata (after a fresh clone and ``dvc pull``). A stale run gets a
-    ``config-changed.flag`` newer than its outputs, which the training rule takes as an input,
-    so Snakemake's mtime trigger retrains it. A flag of a run that is no longer stale (the edit
-    was reverted) is set back to before the run's outputs.
-    """
-    stale = []
-    for rid, run in runs.items():
-        metrics = Path(runs_dir) / rid / "metrics.json"
-        flag = metrics.with_name(CHANGED_FLAG)
-        try:
-            recorded = json.loads(metrics.read_text())["config"]
-        except (OSError, ValueError, KeyError):
-            continue  # missing or unreadable: Snakemake already treats it as missing
-        if recorded != run.config.to_dict():
-            stale.append(rid)
-            flag.write_text(f"{rid}: configuration changed since training; retraining\n")
-        elif flag.exists() and flag.stat().st_mtime >= metrics.stat().st_mtime:
-            older = metrics.stat().st_mtime - 1
-            os.utime(flag, (older, older))
-    return stale

@@ -4,12 +4,13 @@ For each sweep of a preset: training runs, total epochs, training FLOPs, evaluat
 the estimated device-hours; then the totals and the number of jobs of each kind.
 
 FLOPs (``forward_flops``): 2 x the multiply-accumulates of every convolution and linear layer of
-the run's network (width, stages, blocks, input channels, image size, classes), found by running
-the network once on one image with hooks on those layers, so the count follows
-``iterconv.models.resnet`` rather than a second description of it. BatchNorm, ReLU, additions,
-pooling and the spectral normalisation's power iteration are not counted (a few percent of the
-convolutions; the measured throughput of ICR/PCR includes them). A training image costs
-~3 forward passes (forward, and a backward of twice the forward), every epoch:
+the run's network (width, stages, blocks, input channels, image size, classes), by formula from
+the layout of ``iterconv.models.resnet`` (no network is built: that took most of the command's
+time); tests/test_plan.py checks it against a count with hooks on those layers of the built
+network. BatchNorm, ReLU, additions, pooling and the spectral normalisation's power iteration
+are not counted (a few percent of the convolutions; the measured throughput of ICR/PCR
+includes them). A training image costs ~3 forward passes (forward, and a backward of twice the
+forward), every epoch:
 
     train FLOPs = 3 x forward x training images x epochs   (the last partial batch is dropped)
     eval  FLOPs = forward x validation images x epochs     (one evaluation per epoch)
@@ -31,7 +32,6 @@ stay the one-pass count.
 from __future__ import annotations
 
 import argparse
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +63,6 @@ STEP_COST = {"implicit": 10.8}
 # --- FLOPs ----------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
 def forward_flops(
     width: int,
     stages: int = 3,
@@ -73,37 +72,16 @@ def forward_flops(
     num_classes: int = 10,
 ) -> int:
     """Forward FLOPs of one image through the paper's ResNet: 2 x MACs of convs and linears."""
-    import torch
-    from torch import nn
-
-    from iterconv.models.resnet import ModelConfig, ResNet
-
-    cfg = ModelConfig(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        image_size=image_size,
-        width=width,
-        stages=stages,
-        blocks=blocks,
-    )
-    macs = 0
-
-    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            per_out = module.in_channels // module.groups * k
-            macs += output[0].numel() * per_out  # output[0]: one image's (C_out, H', W')
-        else:
-            macs += module.in_features * module.out_features
-
-    model = ResNet(cfg).eval()
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            m.register_forward_hook(count)
-    with torch.inference_mode():  # one image on the CPU: faster than the meta device's set-up
-        model(torch.zeros(1, in_channels, image_size, image_size))
-    return 2 * macs
+    size, channels = image_size, width
+    macs = size * size * width * in_channels * 9  # stem: 3x3, padding 1
+    for s in range(stages):
+        if s > 0:  # downsampling block: 3x3 stride 2 (C -> 2C), then 3x3 (2C -> 2C)
+            size = (size + 1) // 2
+            macs += size * size * 2 * channels * channels * 9
+            channels *= 2
+            macs += size * size * channels * channels * 9
+        macs += blocks * 2 * size * size * channels * channels * 9  # two 3x3 convs per block
+    return 2 * (macs + channels * num_classes)  # + the linear head
 
 
 # --- the runs of a preset -------------------------------------------------------------------

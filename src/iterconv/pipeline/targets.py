@@ -4,28 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from iterconv.pipeline.address import resolved_dataset_spec
 from iterconv.pipeline.grid import Run
 
 
-def dataset_command(name: str, params: dict[str, Any]) -> list[str]:
-    """Arguments of ``python -m iterconv`` that prepare dataset ``name`` into results/data/."""
-    spec = params["datasets"][name]
-    out = f"results/data/{name}"
+def dataset_command(name: str, spec: dict[str, Any], out: str, params: dict[str, Any]) -> list[str]:
+    """Arguments of ``python -m iterconv`` that prepare dataset ``name`` (``spec``) into ``out``."""
+    spec = resolved_dataset_spec(spec)
     if spec["source"] == "digitclutter":
-        args = ["digitclutter", "--out", out, "--n-digits", str(spec.get("n_digits", 3))]
-        for key in ("n_train", "n_val", "seed"):
-            if key in spec:
-                args += [f"--{key.replace('_', '-')}", str(spec[key])]
+        args = ["digitclutter", "--out", out, "--name", name]
+        for key in ("n_digits", "n_train", "n_val", "seed"):
+            args += [f"--{key.replace('_', '-')}", str(spec[key])]
         return args
-    args = [
-        "prepare",
-        "--dataset",
-        spec["source"],
-        "--out",
-        out,
-        "--archives",
-        str(params.get("archives", "data/archives")),
-    ]
+    args = ["prepare", "--dataset", spec["source"], "--out", out, "--name", name]
+    args += ["--archives", str(params.get("archives", "data/archives"))]
     if "n_train" in spec:
         args += ["--n-train", str(spec["n_train"])]
     if params.get("download"):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 def register(sub) -> None:
     p = sub.add_parser("claims", help="check the paper's claims on runs.csv / stages.csv")
-    p.add_argument("--runs", default="results/tables/runs.csv", help="runs table")
-    p.add_argument("--stages", default="results/tables/stages.csv", help="stages table")
-    p.add_argument("--out", default="results/claims.md", help="markdown report")
-    p.add_argument("--out-json", default="results/claims.json", help="JSON records")
+    p.add_argument("--runs", default="results/demo/tables/runs.csv", help="runs table")
+    p.add_argument("--stages", default="results/demo/tables/stages.csv", help="stages table")
+    p.add_argument("--out", default="results/demo/claims.md", help="markdown report")
+    p.add_argument("--out-json", default="results/demo/claims.json", help="JSON records")
     p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutations")
     p.add_argument(
         "--margin",

@@ -1,17 +1,20 @@
 """The resolved configuration of one training run: a flat, JSON-serialisable record.
 
-Flat on purpose: the same keys are the columns of ``results/tables/runs.csv``, the ``params:``
-of the Snakemake training job, and the run id's ingredients.
+Flat on purpose: the same keys are the columns of ``results/<preset>/tables/runs.csv``, the
+``params:`` of the Snakemake training job, and the run id's ingredients.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from iterconv.models.resnet import VARIANTS, ModelConfig
-from iterconv.train.coupling import KERNELS
+from iterconv.models import VARIANTS
+from iterconv.train import KERNELS
+
+if TYPE_CHECKING:  # the model (and torch) only where a network is built
+    from iterconv.models.resnet import ModelConfig
 
 INITS = ("recurrent", "nonrecurrent")
 
@@ -90,6 +93,8 @@ class RunConfig:
         return data
 
     def model_config(self, in_channels: int, num_classes: int, image_size: int) -> ModelConfig:
+        from iterconv.models.resnet import ModelConfig
+
         return ModelConfig(
             in_channels=in_channels,
             num_classes=num_classes,

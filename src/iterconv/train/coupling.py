@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-KERNELS = ("uniform", "triangular")
+from iterconv.train import KERNELS  # re-exported: the coupling kernels
 
 
 def coupling_matrix(lam: float, n: int, kernel: str = "uniform") -> torch.Tensor:
