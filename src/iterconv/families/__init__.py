@@ -8,3 +8,6 @@ FAMILY_MODULES = {
     "van": "iterconv.families.van",  # seed 003: phasing out skip-connections
     "shortcut": "iterconv.families.shortcut",  # seed 004: two-layer ResNet teacher-student
 }
+# Version of each family's job results: bump it when a change of the family's code changes what
+# its jobs compute, so that they are run again under new addresses (docs/pipeline.md).
+FAMILY_VERSION = {"implicit": 1, "van": 1, "shortcut": 1}

@@ -76,7 +76,7 @@ def expand_families(params: dict[str, Any]) -> dict[str, dict[str, Job]]:
                 if ds not in known:
                     raise ParamsError(f"{where}: dataset {ds!r} is not one of {sorted(known)}")
             data = {ds: dataset_address(ds, known[ds]) for ds in names}
-            address = job_address(job_id, config, data)
+            address = job_address(name, job_id, config, data)
             jobs[name][job_id] = Job(name, job_id, config, names, address)
     return jobs
 

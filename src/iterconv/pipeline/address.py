@@ -4,9 +4,9 @@ A unit's directory is a readable name plus a short hash of its complete resolved
 (docs/pipeline.md, "Addresses"):
 
     results/data/<dataset>-<hash>/          dataset spec (defaults filled in) + preparation version
-    results/runs/<run id>-<hash>/           run configuration + the dataset's address
+    results/runs/<run id>-<hash>/           run configuration + the dataset's address + version
     results/indices/<analysis>/<run>.json   analysis settings + version; one file per run address
-    results/jobs/<family>/<job id>-<hash>/  family job configuration + its datasets' addresses
+    results/jobs/<family>/<job id>-<hash>/  job configuration + its datasets' addresses + version
 
 Editing a setting gives the affected units new addresses (and so new jobs); reverting it finds
 the old results again. Options that change only speed (``speed``, evaluation batch sizes) are
@@ -26,6 +26,8 @@ from typing import Any
 
 from iterconv.analysis import ANALYSIS_VERSION
 from iterconv.data import PREPARATION_VERSION
+from iterconv.families import FAMILY_VERSION
+from iterconv.train import TRAINING_VERSION
 
 HASH_LENGTH = 8  # hex digits: 4e9 values, collisions among a grid's ~10^3 units are negligible
 # Run settings that change speed only, never a result.
@@ -60,12 +62,16 @@ def dataset_address(name: str, spec: Mapping[str, Any]) -> str:
 
 def run_address(run_id: str, config: Mapping[str, Any], data_address: str) -> str:
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
-    return f"{run_id}-{digest({'config': identity, 'data': data_address})}"
+    content = {"config": identity, "data": data_address, "version": TRAINING_VERSION}
+    return f"{run_id}-{digest(content)}"
 
 
-def job_address(job_id: str, config: Mapping[str, Any], data: Mapping[str, str]) -> str:
+def job_address(
+    family: str, job_id: str, config: Mapping[str, Any], data: Mapping[str, str]
+) -> str:
     """A family job's address; ``data`` maps the dataset names it reads to their addresses."""
-    return f"{job_id}-{digest({'config': config, 'data': dict(data)})}"
+    content = {"config": config, "data": dict(data), "version": FAMILY_VERSION[family]}
+    return f"{job_id}-{digest(content)}"
 
 
 def analysis_address(extra_evaluations: int) -> str:
