@@ -38,7 +38,9 @@ rule run_toy:
 rule collect_tables:
     input:
         metrics=ancient(expand(rules.train_run.output.metrics, run=RUNS)),
-        indices=ancient(expand(rules.compute_indices.output[0], analysis=ANALYSIS, run=RUNS)),
+        indices=ancient(
+            expand(rules.compute_indices.output[0], analysis=ANALYSIS, run=RUNS)
+        ),
     output:
         TABLES_STAMP,
     log:

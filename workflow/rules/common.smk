@@ -83,7 +83,9 @@ def family_job_config(wildcards):
 def family_job_data(wildcards):
     job = family_job(wildcards)
     data = {ds.name: ds.address for ds in DATASETS.values() if ds.name in job.datasets}
-    return ancient_all({name: dataset_manifest(address) for name, address in data.items()})
+    return ancient_all(
+        {name: dataset_manifest(address) for name, address in data.items()}
+    )
 
 
 def family_data_args(wildcards, input):
@@ -92,7 +94,9 @@ def family_data_args(wildcards, input):
 
 def family_results(wildcards):
     jobs = FAMILY_JOBS[wildcards.family]
-    return ancient(expand("results/jobs/{family}/{job}/result.json", job=jobs, **wildcards))
+    return ancient(
+        expand("results/jobs/{family}/{job}/result.json", job=jobs, **wildcards)
+    )
 
 
 def family_tables_dir(family):
