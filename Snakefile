@@ -3,7 +3,14 @@
 #   snakemake --cores N --config preset=paper
 from snakemake.utils import min_version, validate
 
+from iterconv.pipeline.validate import check_params_file
+
 min_version("9.0")
+
+try:  # YAML errors, repeated keys and the schema, in one line, before Snakemake reads the files
+    check_params_file("params.yaml")
+except ValueError as err:
+    raise WorkflowError(f"invalid params: {err}")
 
 
 configfile: "params.yaml"

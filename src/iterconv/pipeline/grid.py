@@ -13,10 +13,20 @@ from typing import Any
 
 from iterconv.data.torchvision_sets import SOURCES as TORCHVISION_SOURCES
 from iterconv.pipeline import ParamsError
-from iterconv.pipeline.address import dataset_address, run_address
-from iterconv.train.config import RunConfig
+from iterconv.pipeline.address import dataset_address, resolved_dataset_spec, run_address
+from iterconv.pipeline.memory import MEMORY_LIMIT_BYTES, training_memory_bytes
+from iterconv.train.config import SEED_LIMIT, ConfigError, RunConfig, check_schedule
 
 SOURCES = ("digitclutter", *TORCHVISION_SOURCES)
+DATASET_KEYS = ("source", "n_digits", "n_train", "n_val", "seed")  # what Digitclutter takes
+# Images of the archives' official training sets; preparation holds out the source's n_val of
+# them for validation (iterconv.data.torchvision_sets), the rest is the training split.
+ARCHIVE_TRAIN_IMAGES = {
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "mnist": 60_000,
+    "fashion_mnist": 60_000,
+}
 
 
 @dataclass(frozen=True)
@@ -66,13 +76,20 @@ def run_id(cfg: RunConfig) -> str:
     return "-".join(parts)
 
 
-def _grid_points(grid: dict[str, list]) -> Iterator[dict[str, Any]]:
+def _grid_points(grid: dict[str, list], where: str) -> Iterator[tuple[dict, dict[str, str]]]:
+    """Each point of the cartesian product, with the key path that set each setting."""
     keys = list(grid)
-    for values in itertools.product(*(grid[k] for k in keys)):
+    for choice in itertools.product(*(list(enumerate(grid[k])) for k in keys)):
         point: dict[str, Any] = {}
-        for key, value in zip(keys, values, strict=True):
-            point.update(value if isinstance(value, dict) else {key: value})
-        yield point
+        origin: dict[str, str] = {}
+        for key, (j, value) in zip(keys, choice, strict=True):
+            path = f"{where}.grid.{key}[{j}]"
+            if isinstance(value, dict):  # a mapping sets several settings
+                point.update(value)
+                origin.update({k: f"{path}.{k}" for k in value})
+            else:
+                point[key], origin[key] = value, path
+        yield point, origin
 
 
 def preset(params: dict[str, Any]) -> dict[str, Any]:
@@ -87,27 +104,41 @@ def expand_runs(params: dict[str, Any]) -> dict[str, Run]:
     """All runs of the selected preset, by run id (validated; raises :class:`ParamsError`)."""
     runs: dict[str, Run] = {}
     datasets, recipes = params.get("datasets", {}), params.get("recipes", {})
+    for name, spec in datasets.items():
+        check_dataset(name, spec)
+    names: dict[str, int] = {}
     for i, sweep in enumerate(preset(params).get("sweeps", [])):
         where = f"presets.{params['preset']}.sweeps[{i}] ({sweep.get('name', '?')})"
+        if sweep.get("name") in names:
+            raise ParamsError(
+                f"{where}.name: {sweep['name']!r} is already the name of sweep "
+                f"{names[sweep['name']]}; sweep names must be unique within a preset"
+            )
+        names[sweep.get("name")] = i
         recipe = sweep.get("recipe")
         if recipe not in recipes:
             raise ParamsError(f"{where}.recipe: {recipe!r} is not one of {sorted(recipes)}")
-        grid = sweep.get("grid", {})
+        grid, fixed = sweep.get("grid") or {}, sweep.get("fixed") or {}
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise ParamsError(f"{where}.grid.{key}: must be a non-empty list")
         if not sweep.get("datasets"):
             raise ParamsError(f"{where}.datasets: must name at least one dataset")
+        origin = {k: f"recipes.{recipe}.{k}" for k in recipes[recipe]}
+        origin.update({k: f"{where}.fixed.{k}" for k in fixed})
         for dataset in sweep["datasets"]:
             if dataset not in datasets:
                 raise ParamsError(f"{where}.datasets: {dataset!r} is not one of {sorted(datasets)}")
-            for point in _grid_points(grid):
-                values = {**recipes[recipe], **sweep.get("fixed", {}), **point, "dataset": dataset}
-                try:
-                    cfg = RunConfig.from_dict(values)
-                except (TypeError, ValueError) as err:
-                    raise ParamsError(f"{where}: {err}") from err
-                _check_combination(cfg, datasets[dataset], where)
+            for point, point_origin in _grid_points(grid, where):
+                keys = {**origin, **point_origin}
+                if "dataset" in keys:
+                    raise ParamsError(
+                        f"{keys['dataset']}: 'dataset' is not a run setting here; list the "
+                        f"sweep's datasets in {where}.datasets"
+                    )
+                values = {**recipes[recipe], **fixed, **point, "dataset": dataset}
+                cfg = _run_config(values, keys, where)
+                _check_combination(cfg, datasets[dataset], keys, where)
                 rid = run_id(cfg)
                 if rid in runs and runs[rid].config != cfg:
                     raise ParamsError(
@@ -123,14 +154,94 @@ def expand_runs(params: dict[str, Any]) -> dict[str, Run]:
     return runs
 
 
-def _check_combination(cfg: RunConfig, dataset: dict[str, Any], where: str) -> None:
+def _run_config(values: dict[str, Any], origin: dict[str, str], where: str) -> RunConfig:
+    """The run's configuration; an invalid setting is named by the key path that set it."""
+    try:
+        cfg = RunConfig.from_dict(values)
+        check_schedule(cfg)
+    except ConfigError as err:
+        path = origin.get(err.key)
+        if path is None:
+            path = f"{where}.{err.key} (not set: the default)"
+        elif not path.startswith(where):
+            path += f" (used by {where})"
+        raise ParamsError(f"{path}: {err.problem}") from err
+    return cfg
+
+
+def _check_combination(
+    cfg: RunConfig, dataset: dict[str, Any], origin: dict[str, str], where: str
+) -> None:
     if cfg.coupling > 0 and cfg.init != "recurrent":
         # the paper initialises every coupled network recurrently (section "Soft gradient coupling")
+        path = origin.get("init", f"{where}.init")
         raise ParamsError(
-            f"{where}.init: coupling {cfg.coupling} > 0 needs init 'recurrent', got {cfg.init!r}"
+            f"{path}: coupling {cfg.coupling} > 0 needs init 'recurrent', got {cfg.init!r}"
         )
-    if dataset.get("source") not in SOURCES:
-        raise ParamsError(f"datasets.{cfg.dataset}.source: must be one of {list(SOURCES)}")
+    n_train = training_split(dataset)
+    if cfg.batch_size > n_train:
+        path = origin.get("batch_size", f"{where}.batch_size (not set: the default)")
+        raise ParamsError(
+            f"{path}: {cfg.batch_size} exceeds the {n_train} training images of dataset "
+            f"{cfg.dataset!r}; must be at most {n_train}"
+        )
+    need = training_memory_bytes(
+        cfg.width, cfg.stages, cfg.blocks, cfg.batch_size, dataset["source"]
+    )
+    if need > MEMORY_LIMIT_BYTES:
+        raise ParamsError(
+            f"{where}: run {run_id(cfg)} needs about {need / 1e9:.0f} GB to train "
+            f"(width {cfg.width}, {cfg.stages} stages x {cfg.blocks} blocks, batch "
+            f"{cfg.batch_size}; iterconv.pipeline.memory), more than the "
+            f"{MEMORY_LIMIT_BYTES / 1e9:.0f} GB of the largest single device; reduce width, "
+            "stages, blocks or batch_size"
+        )
+
+
+def training_split(spec: dict[str, Any]) -> int:
+    """Training images of a (checked) dataset spec."""
+    source = spec["source"]
+    if source == "digitclutter":
+        return resolved_dataset_spec(spec)["n_train"]
+    return spec.get("n_train", ARCHIVE_TRAIN_IMAGES[source] - TORCHVISION_SOURCES[source].n_val)
+
+
+def check_dataset(name: str, spec: dict[str, Any]) -> None:
+    """What a dataset spec's preparation would refuse, or silently ignore."""
+    where = f"datasets.{name}"
+    if not isinstance(spec, dict) or spec.get("source") not in SOURCES:
+        raise ParamsError(f"{where}.source: must be one of {list(SOURCES)}")
+    source = spec["source"]
+    used = DATASET_KEYS if source == "digitclutter" else ("source", "n_train")
+    for key in spec:
+        if key not in used:
+            raise ParamsError(
+                f"{where}.{key}: not used by source {source!r}, which takes only "
+                f"{', '.join(used)}; remove it"
+            )
+    for key, low, high in (("n_train", 1, None), ("n_val", 1, None), ("seed", 0, SEED_LIMIT)):
+        value = spec.get(key, low)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        if not ok or (high is not None and value >= high):
+            allowed = f"an integer >= {low}" + (" and < 2**63" if high else "")
+            raise ParamsError(f"{where}.{key}: {value!r} is not allowed; must be {allowed}")
+    if source in ARCHIVE_TRAIN_IMAGES:
+        split = ARCHIVE_TRAIN_IMAGES[source] - TORCHVISION_SOURCES[source].n_val
+        if spec.get("n_train", 0) > split:
+            raise ParamsError(
+                f"{where}.n_train: {spec['n_train']} is not allowed; {source}'s training split "
+                f"has {split} images ({ARCHIVE_TRAIN_IMAGES[source]} minus "
+                f"{TORCHVISION_SOURCES[source].n_val} held out for validation)"
+            )
+    digits = spec.get("n_digits", 1)
+    lo, _, hi = str(digits).partition("-")
+    if source == "digitclutter" and not (
+        lo.isdigit() and (hi or lo).isdigit() and 1 <= int(lo) <= int(hi or lo) <= 10
+    ):
+        raise ParamsError(
+            f"{where}.n_digits: {digits!r} is not allowed; must be an integer from 1 to 10 or "
+            'a range "lo-hi" of such integers with lo <= hi, e.g. "2-5"'
+        )
 
 
 def datasets_used(params: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ Flat on purpose: the same keys are the columns of ``results/<preset>/tables/runs
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,26 @@ if TYPE_CHECKING:  # the model (and torch) only where a network is built
     from iterconv.models.resnet import ModelConfig
 
 INITS = ("recurrent", "nonrecurrent")
+NORMALISED = ("icr", "pcr")  # spectrally normalised variants: mu is their Lipschitz bound
+_FLOATS = ("mu", "theta", "multiplier_init", "multiplier_step", "bn_gamma", "coupling", "lr")
+_FLOATS += ("lr_factor", "momentum", "weight_decay")
+SEED_LIMIT = 2**63  # torch.manual_seed takes seeds below 2**64; params allow [0, 2**63)
+# iterconv.train.loop.epoch_generator seeds epoch e's shuffling with seed * stride + e, which
+# torch must accept too (checked by tests/test_bad_params.py)
+EPOCH_SEED_STRIDE = 100_003
+
+
+def seed_limit(epochs: int) -> int:
+    """Run seeds are below this: torch accepts them and every per-epoch seed derived from them."""
+    return min(SEED_LIMIT, (2**64 - epochs) // EPOCH_SEED_STRIDE + 1)
+
+
+class ConfigError(ValueError):
+    """An invalid run setting; ``key`` names the setting, the message what is allowed."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key, self.problem = key, problem
 
 
 @dataclass(frozen=True)
@@ -48,12 +69,22 @@ class RunConfig:
     eval_batch_size: int = field(default=1000, compare=False)  # speed only, not a result
 
     def __post_init__(self) -> None:
+        for key in _FLOATS:  # YAML's .inf and .nan pass every comparison below or fail obscurely
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(key, f"{getattr(self, key)!r} is not allowed; must be finite")
+        normalised = self.variant in NORMALISED
         checks = {
             "variant": (self.variant in VARIANTS, f"one of {list(VARIANTS)}"),
             "init": (self.init in INITS, f"one of {list(INITS)}"),
             "kernel": (self.kernel in KERNELS, f"one of {list(KERNELS)}"),
             "coupling": (0.0 <= self.coupling <= 1.0, "a number in [0, 1]"),
-            "mu": (self.mu > 0, "a number > 0"),
+            "mu": (
+                0 < self.mu <= 1 if normalised else self.mu > 0,
+                f"a number in (0, 1] for variant {self.variant!r} (the Lipschitz bound of the "
+                "spectrally normalised residual function)"
+                if normalised
+                else "a number > 0",
+            ),
             "theta": (0 <= self.theta <= 1, "a number in [0, 1]"),
             "multiplier_init": (self.multiplier_init <= 0, "a number <= 0"),
             "multiplier_step": (self.multiplier_step >= 0, "a number >= 0"),
@@ -65,22 +96,32 @@ class RunConfig:
             "couple_from": (0 <= self.couple_from < self.blocks, "an integer in [0, blocks)"),
             "milestones": (
                 all(m > 0 for m in self.milestones)
-                and list(self.milestones) == sorted(self.milestones),
-                "increasing positive epochs",
+                and list(self.milestones) == sorted(set(self.milestones)),
+                "strictly increasing positive epochs",
+            ),
+            "seed": (
+                0 <= self.seed < seed_limit(self.epochs),
+                f"an integer in [0, {seed_limit(self.epochs)}) (the seeds torch accepts, "
+                "including the per-epoch seeds derived from it)",
             ),
         }
         for key in ("width", "stages", "blocks", "epochs", "batch_size", "eval_batch_size"):
             checks[key] = (getattr(self, key) >= 1, "an integer >= 1")
         for key, (ok, allowed) in checks.items():
             if not ok:
-                raise ValueError(f"{key}: {getattr(self, key)!r} is not allowed; must be {allowed}")
+                value = getattr(self, key)
+                value = list(value) if isinstance(value, tuple) else value
+                raise ConfigError(key, f"{value!r} is not allowed; must be {allowed}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown run configuration keys {unknown}; allowed: {sorted(known)}")
+            raise ConfigError(
+                unknown[0],
+                f"unknown run configuration keys {unknown}; allowed: {', '.join(sorted(known))}",
+            )
         values = dict(data)
         for f in dataclasses.fields(cls):
             if f.name in values:
@@ -124,8 +165,21 @@ def _typed(key: str, value: Any, kind: str) -> Any:
         "tuple[int, ...]": isinstance(value, list | tuple) and all(map(_is_int, value)),
     }[kind]
     if not ok:
-        raise ValueError(f"{key}: {value!r} is not allowed; must be of type {kind}")
+        raise ConfigError(key, f"{value!r} is not allowed; must be of type {kind}")
     return tuple(value) if kind.startswith("tuple") else float(value) if kind == "float" else value
+
+
+def check_schedule(cfg: RunConfig) -> None:
+    """Every milestone is an epoch of the run (a milestone >= epochs never takes effect). Not
+    part of ``__post_init__``: a shortened copy of a run (an interrupted one) keeps its
+    schedule."""
+    if cfg.milestones and cfg.milestones[-1] >= cfg.epochs:
+        raise ConfigError(
+            "milestones",
+            f"{list(cfg.milestones)} is not allowed for {cfg.epochs} epochs; must be strictly "
+            f"increasing epochs in [1, {cfg.epochs - 1}] (a milestone >= epochs never takes "
+            "effect)",
+        )
 
 
 def learning_rate(cfg: RunConfig, epoch: int) -> float:
