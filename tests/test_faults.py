@@ -4,6 +4,7 @@ and datasets, two Snakemake invocations on one results directory. See docs/relia
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -20,11 +21,15 @@ from test_pipeline import iterconv_env, set_preset, workflow_copy
 from test_train import CPU, quiet, synthetic, tiny_config
 
 from iterconv.cli import COMMAND_MODULES, UserError, main
+from iterconv.data.prepared import load_prepared
 from iterconv.data.store import write_prepared
+from iterconv.io import sha256
+from iterconv.train.config import RunConfig
 from iterconv.train.loop import (
     EXIT_INTERRUPTED,
     Interrupted,
     load_run_model,
+    loss_fn,
     stop_on_sigterm,
     train_run,
 )
@@ -370,6 +375,257 @@ def test_corrupt_dataset_never_reaches_training(tmp_path, capsys, fname, damage,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "prepare it again" in err, err
     assert not (out / "last.pt").exists()
+
+
+# --- bad runs and full disks: one line, status 2, the run directory unchanged -----------------
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """The sha256 of every file under ``root`` (directories as "dir"), by relative path."""
+    return {
+        str(p.relative_to(root)): sha256(p) if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def error_line(err: str, command: str) -> str:
+    """The one line a failed command wrote: the last of stderr, the only one that is not
+    progress (``iterconv train`` logs its epochs to stderr)."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err, err
+    assert lines[-1].startswith(f"iterconv {command}: error: "), err
+    assert not any("error" in line.lower() for line in lines[:-1]), err
+    return lines[-1]
+
+
+def run_argv(data: Path, out: Path, **changes) -> list[str]:
+    """``train_argv`` of a two-epoch run, with configuration changes."""
+    argv = train_argv(data, out)
+    argv[argv.index("--config-json") + 1] = json.dumps({**CONFIG, "epochs": 2, **changes})
+    return argv
+
+
+@pytest.fixture
+def finished(tmp_path, one_thread):
+    """A prepared dataset and a complete two-epoch run on it, made by ``iterconv train``."""
+    data = write_tiny_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(run_argv(data, out)) == 0
+    return data, out
+
+
+@pytest.fixture
+def half_done(tmp_path, one_thread):
+    """A three-epoch run stopped after its first epoch (``last.pt`` only), as a preemption
+    leaves it."""
+    data = write_tiny_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    cfg = RunConfig.from_dict({**CONFIG, "epochs": 3})
+    done = []
+    with pytest.raises(Interrupted):
+        log = lambda msg: done.append(msg.startswith("epoch 1/"))  # noqa: E731
+        train_run(cfg, load_prepared(data), out, CPU, log=log, stop=lambda: any(done))
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt"] and last_epoch(out) == 1
+    return data, out
+
+
+def test_diverging_run_stops_at_the_first_nonfinite_loss_and_keeps_the_run(finished, capsys):
+    data, out = finished
+    capsys.readouterr()
+    before = snapshot(out)
+    # another configuration in the same directory: training restarts, and diverges in epoch 1
+    assert main(run_argv(data, out, lr=1e6)) == 2
+    line = error_line(capsys.readouterr().err, "train")
+    assert re.search(r"diverged at epoch 1 of 2, step \d+ of 12 \(lr 1e\+06\)", line), line
+    assert "training loss is not finite" in line and "lower lr" in line, line
+    assert "check the configuration" in line
+    assert snapshot(out) == before
+
+
+def test_nonfinite_loss_in_a_resumed_epoch_names_epoch_and_step(half_done, capsys, monkeypatch):
+    data, out = half_done
+    before = snapshot(out)
+    calls = []
+
+    def nan_at_third_step(logits, y, multilabel):
+        calls.append(None)
+        loss = loss_fn(logits, y, multilabel)
+        return loss * math.nan if len(calls) == 3 else loss
+
+    monkeypatch.setattr("iterconv.train.loop.loss_fn", nan_at_third_step)
+    assert main(run_argv(data, out, epochs=3)) == 2
+    err = capsys.readouterr().err
+    assert "resuming after epoch 1 of 3" in err
+    line = error_line(err, "train")
+    assert "diverged at epoch 2 of 3, step 3 of 12 (lr 0.05)" in line, line
+    assert "nothing of this epoch was saved" in line and "lower lr" in line
+    assert snapshot(out) == before  # last.pt still holds epoch 1
+
+
+def test_nonfinite_validation_loss_stops_before_anything_is_written(finished, capsys, monkeypatch):
+    data, out = finished
+    capsys.readouterr()
+    before = snapshot(out)
+    monkeypatch.setattr("iterconv.train.loop.evaluate", lambda *args: (math.inf, 0.5))
+    assert main(run_argv(data, out, seed=4)) == 2
+    line = error_line(capsys.readouterr().err, "train")
+    assert "diverged at epoch 1 of 2 (lr 0.05): the validation loss is not finite (inf)" in line
+    assert "lower lr" in line
+    assert snapshot(out) == before
+
+
+# What torch's zip writer raises when the disk or the quota is full (not an OSError).
+DISK_FULL = (
+    "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+    "data/3: file write failed"
+)
+
+
+def fill_the_disk(monkeypatch) -> None:
+    """Make every ``torch.save`` write half a file and fail as on a full disk."""
+
+    def save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise RuntimeError(DISK_FULL)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_full_disk_while_last_pt_is_written_keeps_the_previous_one(half_done, capsys, monkeypatch):
+    data, out = half_done
+    before = snapshot(out)
+    fill_the_disk(monkeypatch)
+    assert main(run_argv(data, out, epochs=3)) == 2
+    line = error_line(capsys.readouterr().err, "train")
+    assert f"writing checkpoint {out / 'last.pt'} failed" in line, line
+    assert "PytorchStreamWriter failed writing file" in line and "disk or the quota full" in line
+    assert "previous last.pt, if any, is intact" in line
+    assert snapshot(out) == before  # last.pt of epoch 1, and no temporary file left
+    monkeypatch.undo()  # space again: the same command resumes after epoch 1
+    assert main(run_argv(data, out, epochs=3)) == 0
+    assert "resuming after epoch 1 of 3" in capsys.readouterr().err
+
+
+def test_full_disk_while_best_pt_is_written_keeps_the_finished_run(finished, capsys, monkeypatch):
+    data, out = finished
+    capsys.readouterr()
+    before = snapshot(out)
+    fill_the_disk(monkeypatch)
+    assert main(run_argv(data, out)) == 2  # resumes after the last epoch, then writes best.pt
+    line = error_line(capsys.readouterr().err, "train")
+    assert f"writing checkpoint {out / 'best.pt'} failed" in line and "disk" in line, line
+    assert snapshot(out) == before
+    monkeypatch.undo()
+    load_run_model(out / "best.pt")  # still verifies against metrics.json
+
+
+# --- checkpoints changed in place, a run analysed on another dataset --------------------------
+
+
+def indices_argv(run: Path, data: Path, out: Path) -> list[str]:
+    argv = ["indices", "--run", str(run), "--data", str(data), "--out", str(out)]
+    return [*argv, "--extra", "2", "--device", "cpu"]
+
+
+@pytest.fixture
+def analysed(finished, tmp_path, capsys):
+    """A finished run, its dataset and the indices and EPC files computed from it."""
+    data, run = finished
+    out = tmp_path / "analysis"
+    assert main(indices_argv(run, data, out / "indices.json")) == 0
+    assert main(["epc", "--run", str(run), "--out", str(out / "epc.json")]) == 0
+    capsys.readouterr()
+    return data, run, out
+
+
+def resave_in_the_legacy_format(run: Path) -> None:
+    """Same content, other bytes: the embedded checksum still matches, the file's does not."""
+    ckpt = torch.load(run / "best.pt", weights_only=False)
+    torch.save(ckpt, run / "best.pt", _use_new_zipfile_serialization=False)
+
+
+def swap_and_truncate_metrics(run: Path) -> None:
+    """Another valid checkpoint in best.pt's place, and a metrics.json that no longer parses."""
+    (run / "best.pt").write_bytes((run / "last.pt").read_bytes())
+    truncate(run / "metrics.json")
+
+
+def swap_and_unlist(run: Path) -> None:
+    """Another valid checkpoint in best.pt's place, and its checksum gone from metrics.json."""
+    (run / "best.pt").write_bytes((run / "last.pt").read_bytes())
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["sha256"]["best.pt"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda run: flip_tensor_byte(run / "best.pt"), "does not match its sha256"),
+        (resave_in_the_legacy_format, "does not match its sha256 in metrics.json"),
+        (swap_and_truncate_metrics, "metrics.json is unreadable"),
+        (swap_and_unlist, "lists no sha256 for best.pt"),
+    ],
+    ids=["bitflip", "resaved", "metrics-truncated", "metrics-unlisted"],
+)
+def test_checkpoint_changed_in_place_is_refused_before_analysis(analysed, capsys, damage, message):
+    """Changed bytes, unchanged file times (nothing that a file-time check would notice)."""
+    data, run, out = analysed
+    times = {name: (run / name).stat() for name in ("best.pt", "metrics.json")}
+    damage(run)
+    for name, st in times.items():
+        os.utime(run / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+    before, outputs = snapshot(run), snapshot(out)
+    for argv in (indices_argv(run, data, out / "indices.json"), ["epc", "--run", str(run)]):
+        argv = argv if argv[0] == "indices" else [*argv, "--out", str(out / "epc.json")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"iterconv {argv[0]}: error: "), err
+        assert message in err and f"delete {run} and rerun" in err, err
+    assert snapshot(run) == before and snapshot(out) == outputs
+
+
+def write_other_dataset(path: Path, name: str, channels: int = 1) -> Path:
+    x = torch.randint(0, 256, (32, channels, 8, 8), dtype=torch.uint8).numpy()
+    y = (torch.arange(32) % 4).numpy()
+    write_prepared(
+        path,
+        train={"x": x, "y": y},
+        val={"x": x[:16], "y": y[:16]},
+        name=name,
+        source="synthetic",
+        num_classes=4,
+        multilabel=False,
+        augment="none",
+        params={},
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "message"),
+    [
+        ("digits3", 1, "trained on dataset 'tiny', but --data {data} holds 'digits3'"),
+        (
+            "tiny",
+            3,
+            "trained on 1 channel(s) of 8x8 pixels, 4 classes, but --data {data} holds 3 "
+            "channel(s) of 8x8 pixels, 4 classes",
+        ),
+    ],
+    ids=["other-name", "other-shape"],
+)
+def test_indices_refuses_a_dataset_other_than_the_runs(
+    analysed, tmp_path, capsys, name, channels, message
+):
+    _, run, out = analysed
+    other = write_other_dataset(tmp_path / "other", name, channels)
+    before, outputs = snapshot(run), snapshot(out)
+    assert main(indices_argv(run, other, out / "indices.json")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("iterconv indices: error: "), err
+    assert f"run {run}" in err and message.format(data=other) in err, err
+    assert snapshot(run) == before and snapshot(out) == outputs
 
 
 # --- two Snakemake invocations on one results directory --------------------------------------

@@ -15,16 +15,19 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
     "iterconv.data.cli",
     "iterconv.train.cli",
     "iterconv.analysis.cli",
+    "iterconv.analysis.model_cli",
     "iterconv.figures.cli",
     "iterconv.report.cli",
     "iterconv.pipeline.cli",
     "iterconv.pipeline.gc",
+    "iterconv.pipeline.status",
     "iterconv.families.cli",
 )
 
@@ -33,8 +36,22 @@ class UserError(Exception):
     """An error caused by input (paths, parameters, files): reported as one line."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors (a missing option, a value of the wrong type) are one
+    line, ``iterconv <command>: error: ...``, with status 2 like every other bad input; the
+    usage is in ``--help``. Subcommands' parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace, line breaks included, as one space."""
+    return " ".join(text.split())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iterconv", description=__doc__.splitlines()[0])
+    parser = Parser(prog="iterconv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -52,12 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UserError as err:
-        print(f"iterconv {args.command}: error: {err}", file=sys.stderr)
+        print(f"iterconv {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # environment, not a bug: wrong path, permissions, disk full
         if os.environ.get("ITERCONV_TRACEBACK"):
             raise
-        print(f"iterconv {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        message = one_line(describe_os_error(err))
+        print(f"iterconv {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"iterconv {args.command}: interrupted", file=sys.stderr)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iterconv.cli import UserError
+
+if TYPE_CHECKING:  # torch only where a command needs it
+    from iterconv.data.prepared import PreparedDataset
+    from iterconv.models.resnet import ModelConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="rows (images x perturbations) per call of the later stages",
     )
     p.add_argument("--max-images", type=int, default=0, help="first N validation images (0: all)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     p.set_defaults(handler=run_indices)
 
     p = sub.add_parser("epc", help="effective parameter count of a run (appendix C.1)")
@@ -53,20 +58,16 @@ def _positive(name: str, value: int, allow_zero: bool = False) -> None:
 def run_indices(args: argparse.Namespace) -> int:
     from iterconv.analysis.indices import compute_indices, write_indices
     from iterconv.data.prepared import load_prepared, normalize
-    from iterconv.train.device import pick_device
+    from iterconv.train.device import resolve_device
     from iterconv.train.loop import load_run_model
 
     for name in ("extra", "batch_size", "max_batch"):
         _positive(name.replace("_", "-"), getattr(args, name))
     _positive("max-images", args.max_images, allow_zero=True)
-    device = pick_device(args.device)
-    model, _ = load_run_model(_checkpoint(args.run), device)
+    device = resolve_device(args.device)
+    model, config = load_run_model(_checkpoint(args.run), device)
     data = load_prepared(args.data)
-    if model.cfg.num_classes != data.num_classes:
-        raise UserError(
-            f"model has {model.cfg.num_classes} outputs, dataset "
-            f"{data.num_classes} classes: wrong --data for this run?"
-        )
+    check_run_dataset(args.run, config, model.cfg, args.data, data)
     n = args.max_images or data.val_x.shape[0]
     result = compute_indices(
         model,
@@ -85,6 +86,33 @@ def run_indices(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(f"cannot write {args.out}: {err.strerror}") from err
     return 0
+
+
+def check_run_dataset(
+    run: Path, config: dict, model_cfg: ModelConfig, path: Path, data: PreparedDataset
+) -> None:
+    """Refuse a prepared dataset other than the one ``run`` was trained on: its name (the run's
+    configuration names it; the manifest holds the prepared dataset's), then what the network
+    was built for (channels, image size, classes)."""
+    trained_on = config.get("dataset") if isinstance(config, dict) else None
+    name = (getattr(data, "manifest", None) or {}).get("name")
+    if trained_on is not None and name is not None and trained_on != name:
+        raise UserError(
+            f"run {run} was trained on dataset {trained_on!r}, but --data {path} holds "
+            f"{name!r}: pass the run's prepared dataset"
+        )
+    _, channels, *size = data.val_x.shape
+    want = (model_cfg.in_channels, [model_cfg.image_size] * 2, model_cfg.num_classes)
+    have = (channels, list(size), data.num_classes)
+    if want != have:
+
+        def shape(c: int, hw: list[int], k: int) -> str:
+            return f"{c} channel(s) of {'x'.join(map(str, hw))} pixels, {k} classes"
+
+        raise UserError(
+            f"run {run} was trained on {shape(*want)}, but --data {path} holds "
+            f"{shape(*have)}: pass the run's prepared dataset"
+        )
 
 
 def run_epc(args: argparse.Namespace) -> int:

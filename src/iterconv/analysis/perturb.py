@@ -1,4 +1,5 @@
-"""Efficient perturbation engine behind the iterative convergence indices (DESIGN.md section 5).
+"""Efficient perturbation engine behind the iterative convergence indices (docs/analysis.md,
+section 1).
 
 For one batch of images and every stage s of an eval-mode :class:`~iterconv.models.resnet.ResNet`
 it returns the logits and the distance to the unperturbed stage output of every perturbation:

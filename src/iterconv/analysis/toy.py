@@ -1,5 +1,5 @@
 """The toy inverse problem of fig 1 (paper section "ResNets can represent iterative
-computations"; DESIGN.md section 7).
+computations"; docs/analysis.md section 3).
 
 Invert x = f(z) = (1.5 z1, 0.75 z2) with four methods, each read out at every step:
 

@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--n-val", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=32, help="must divide 512")
-    p.add_argument("--font", default=None, help="TrueType font (default: DejaVu Sans Bold)")
+    p.add_argument("--font", default=None, help="TrueType/OpenType font (default: the shipped Nimbus Sans Bold)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--name", default=None, help="name in the manifest (default: --out's name)")
     p.add_argument("--contact-sheet", type=Path, default=None, help="also save a PNG of examples")
@@ -53,8 +53,14 @@ def run_digitclutter(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
     try:
+        n_digits = parse_n_digits(args.n_digits)
+    except ValueError as err:
+        raise UserError(
+            f"--n-digits must be a number of digits (3) or a range (2-5), got {args.n_digits!r}"
+        ) from err
+    try:
         params = DigitclutterParams(
-            n_digits=parse_n_digits(args.n_digits),
+            n_digits=n_digits,
             n_train=args.n_train,
             n_val=args.n_val,
             seed=args.seed,

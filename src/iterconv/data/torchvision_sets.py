@@ -42,6 +42,13 @@ IDX_FILES = (  # MNIST's and Fashion-MNIST's archive names
 )
 
 
+# How to allow downloads, in each way the preparation is started.
+DOWNLOAD_HOW = (
+    "set `download: true` in params.yaml or pass --config download=true to snakemake "
+    "(or --download to iterconv prepare)"
+)
+
+
 @dataclass(frozen=True)
 class Source:
     files: dict[str, str]  # archive file name -> published MD5
@@ -115,8 +122,8 @@ def ensure_archives(dataset: str, archives: Path, download: bool = False) -> dic
         if not path.is_file():
             if not download:
                 raise UserError(
-                    f"archive {fname} not found: download {src.urls[fname]} "
-                    f"(MD5 {expected}) and place it at {path.resolve()}, or rerun with --download"
+                    f"archive {fname} not found: download {src.urls[fname]} (MD5 {expected}) "
+                    f"and place it at {path.resolve()}, or let it be downloaded: {DOWNLOAD_HOW}"
                 )
             _download(src.urls[fname], folder, fname, expected)
         actual = md5(path)
@@ -135,7 +142,10 @@ def _download(url: str, archives: Path, fname: str, expected: str) -> None:
         archives.mkdir(parents=True, exist_ok=True)
         download_url(url, str(archives), filename=fname, md5=expected)
     except (OSError, RuntimeError) as err:  # URLError is an OSError
-        raise UserError(f"cannot download {url} to {archives}: {err}") from err
+        raise UserError(
+            f"cannot download {url} to {archives} ({' '.join(str(err).split())}): without "
+            f"network access download it elsewhere and place it at {archives / fname}"
+        ) from err
 
 
 # --- reading the upstream formats ---------------------------------------------------------

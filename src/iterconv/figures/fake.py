@@ -200,7 +200,7 @@ def _curves(run_id, stage, cfg, v, chance, di) -> list[dict]:
 
 
 def fake_toy() -> pd.DataFrame:
-    """Toy trajectories (DESIGN.md section 7) of two test points, four methods."""
+    """Toy trajectories (docs/analysis.md, section 3) of two test points, four methods."""
     rows = []
     for point, (t1, t2) in enumerate(((1.0, 0.5), (-0.5, 1.0))):
         for method in ("algorithm", "feedforward", "resnet", "recurrent"):

@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--config", type=Path, help="run configuration as a JSON file")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: the freest GPU, else cpu), cpu, cuda, cuda:N, mps",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     # speed options: not part of the run's configuration or id (docs/performance.md)
     p.add_argument(
@@ -46,10 +50,18 @@ def parse_config(args: argparse.Namespace):
 
     try:
         raw = args.config.read_text() if args.config else args.config_json
-        return RunConfig.from_dict(json.loads(raw))
+        values = json.loads(raw)
+        if not isinstance(values, dict):  # from_dict would take a list as no settings at all
+            where = f"configuration file {args.config}" if args.config else "--config-json"
+            raise UserError(
+                f"{where} must hold a JSON object of run settings, got {type(values).__name__}"
+            )
+        return RunConfig.from_dict(values)
     except FileNotFoundError as err:
         raise UserError(f"configuration file not found: {args.config}") from err
-    except json.JSONDecodeError as err:
+    except IsADirectoryError as err:
+        raise UserError(f"configuration file {args.config} is a directory") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"configuration is not valid JSON: {err}") from err
     except (TypeError, ValueError) as err:
         raise UserError(f"invalid run configuration: {err}") from err
@@ -73,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--threads must be >= 0, got {args.threads}")
         if args.threads:
             torch.set_num_threads(args.threads)
+        device = device_for(args.device)  # before anything is created
         try:
             args.out.mkdir(parents=True, exist_ok=True)
             probe = args.out / ".write-test"
@@ -80,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
             probe.unlink()
         except OSError as err:
             raise UserError(f"cannot write to output directory {args.out}: {err.strerror}") from err
-        device = device_for(args.device)
         data = load_prepared(args.data)
         try:
             speed = SpeedOptions(args.precision, args.channels_last, args.compile)
@@ -94,14 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def device_for(spec: str):
-    import torch
+    """The device ``--device`` names, or a one-line error (see :func:`resolve_device`)."""
+    from iterconv.train.device import resolve_device
 
-    from iterconv.train.device import pick_device
-
-    try:
-        device = pick_device(spec)
-    except RuntimeError as err:
-        raise UserError(f"invalid --device {spec!r} (auto, cpu, cuda, cuda:N)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {spec}: no CUDA GPU is visible")
-    return device
+    return resolve_device(spec)

@@ -16,7 +16,15 @@ uninterrupted run would have done (bitwise on CPU), with no RNG state in the che
 Integrity: each checkpoint embeds a sha256 of its content (every tensor's bytes, dtype and shape,
 every other value's repr). A last.pt that does not load or does not match is ignored (training
 restarts from scratch); a best.pt that does not match, or whose file differs from the sha256 in
-metrics.json, stops the analysis with a :class:`~iterconv.cli.UserError`.
+metrics.json, stops the analysis with a :class:`~iterconv.cli.UserError`, and so does a
+metrics.json beside it that cannot be read or lists checksums without best.pt's.
+
+Failures: a non-finite training loss (looked for on the device, read every
+:data:`NONFINITE_CHECK_EVERY` steps and at the end of the epoch) or validation loss raises
+:class:`Diverged` (a ``UserError``) before anything of that epoch is written; a checkpoint that
+cannot be written (torch's writer reports a full disk as ``RuntimeError``) raises a
+``UserError`` and leaves the previous file intact (atomic writes). Either way the run directory
+keeps what it held.
 
 Speed options (:class:`SpeedOptions`: bf16 autocast, channels-last, ``torch.compile``) change how
 a run is computed, not what it is: like ``eval_batch_size`` they are not part of the run's
@@ -52,6 +60,7 @@ from iterconv.data.augment import augment_batch
 from iterconv.data.prepared import PreparedDataset, normalize
 from iterconv.io import atomic_path, sha256, write_json, write_text
 from iterconv.models.resnet import ResNet, count_parameters
+from iterconv.models.spectral import record_bounds
 from iterconv.models.van import (
     add_multiplier_gradients,
     alpha_residual,
@@ -80,6 +89,10 @@ HISTORY_COLUMNS = (
 EXIT_INTERRUPTED = 75
 
 PRECISIONS = ("fp32", "bf16")
+
+# A non-finite training loss is looked for every this many steps (one device synchronisation
+# each) and at the end of every epoch; the step it reports is exact either way.
+NONFINITE_CHECK_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,18 @@ class Interrupted(Exception):
             f"{epochs_done} completed epochs, rerun the same command to resume"
         )
         self.epochs_done = epochs_done
+
+
+class Diverged(UserError):
+    """A training or validation loss that is not finite: the run stops before saving anything
+    of that epoch, so the run directory keeps what it held (``iterconv train`` exits 2)."""
+
+    def __init__(self, what: str, epoch: int, cfg: RunConfig, lr: float, step: str = ""):
+        super().__init__(
+            f"training diverged at epoch {epoch + 1} of {cfg.epochs}{step} (lr {lr:g}): {what}; "
+            "nothing of this epoch was saved: lower lr or check the configuration"
+        )
+        self.epoch = epoch
 
 
 @contextlib.contextmanager
@@ -240,6 +265,9 @@ def train_epoch(
     order = torch.randperm(n, generator=gen).to(data.train_x.device)
     total_loss = torch.zeros((), device=data.train_x.device)
     wrong = torch.zeros((), device=data.train_x.device, dtype=torch.long)
+    # steps before the first non-finite loss: total_loss stays non-finite from there on, so
+    # this counts on the device without a synchronisation per step
+    finite_steps = torch.zeros((), device=data.train_x.device, dtype=torch.long)
     van = bool(skip_gates(model))  # looked up once: the per-step calls scan every module
     for b in range(batches):
         idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
@@ -259,10 +287,30 @@ def train_epoch(
             update_multipliers(model, cfg.multiplier_step * optimizer.param_groups[0]["lr"])
         total_loss += loss.detach() * len(y)  # accumulate on device: no sync per step
         wrong += mistakes(logits.detach(), y, data.multilabel).sum()
+        finite_steps += torch.isfinite(total_loss)
+        if (b + 1) % NONFINITE_CHECK_EVERY == 0:
+            _check_finite(finite_steps, b + 1, batches, epoch, cfg, optimizer)
         if stop is not None and stop():  # abandon the epoch: model and optimizer are discarded
             raise Interrupted(epoch, cfg.epochs)
+    _check_finite(finite_steps, batches, batches, epoch, cfg, optimizer)
     seen = batches * min(cfg.batch_size, n)
     return float(total_loss) / seen, int(wrong) / seen
+
+
+def _check_finite(
+    finite_steps: torch.Tensor,
+    done: int,
+    batches: int,
+    epoch: int,
+    cfg: RunConfig,
+    optimizer: torch.optim.Optimizer,
+) -> None:
+    """Raise :class:`Diverged` if one of the first ``done`` steps had a non-finite loss."""
+    first_bad = int(finite_steps)  # one synchronisation
+    if first_bad < done:
+        lr = optimizer.param_groups[0]["lr"]
+        step = f", step {first_bad + 1} of {batches}"
+        raise Diverged("the training loss is not finite (nan or inf)", epoch, cfg, lr, step)
 
 
 @dataclass
@@ -313,8 +361,15 @@ def save_checkpoint(
         "state": state.__dict__,
     }
     payload["sha256"] = content_digest(payload)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (RuntimeError, OSError) as err:  # torch's zip writer reports ENOSPC as RuntimeError
+        detail = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise UserError(
+            f"writing checkpoint {path} failed ({' '.join(detail.split())}): is the disk or "
+            f"the quota full? Free space and rerun (the previous {path.name}, if any, is intact)"
+        ) from err
 
 
 class CorruptCheckpoint(Exception):
@@ -407,6 +462,8 @@ def train_run(
             model, data, cfg, optimizer, coupler, epoch, stop, speed, forward
         )
         val_loss, val_error = evaluate(model, data, cfg.eval_batch_size)
+        if not math.isfinite(val_loss):
+            raise Diverged(f"the validation loss is not finite ({val_loss})", epoch, cfg, lr)
         row = dict(
             epoch=epoch + 1,
             lr=lr,
@@ -430,6 +487,7 @@ def train_run(
         if stop is not None and stop() and state.epoch < cfg.epochs:
             raise Interrupted(state.epoch, cfg.epochs)
     best = State(**{**state.__dict__, "best_model": None, "history": None})
+    lipschitz_bounds = record_bounds(model, state.best_model)  # converged, certified
     save_checkpoint(out / "best.pt", state.best_model, None, cfg, best, model.cfg)
     write_history(out / "history.csv", state.history)
     final = state.history[-1]
@@ -440,6 +498,7 @@ def train_run(
         "final_train_error": final["train_error"],
         "epochs": cfg.epochs,
         "parameters": count_parameters(model),
+        "lipschitz_bounds": lipschitz_bounds,  # per normalised block (models/spectral.py)
         "train_seconds": sum(r["seconds"] for r in state.history),
         "session_seconds": time.perf_counter() - start,
         "device": str(device),
@@ -473,7 +532,7 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tupl
     fix = f"delete {path.parent} and rerun the workflow to retrain it"
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found: train the run first")
-    listed = _manifest_sha256(path)
+    listed = _manifest_sha256(path, fix)
     if listed is not None and sha256(path) != listed:
         raise UserError(f"{path} does not match its sha256 in metrics.json (corrupt): {fix}")
     try:
@@ -487,11 +546,34 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), ckpt["config"]
 
 
-def _manifest_sha256(path: Path) -> str | None:
-    """The sha256 of ``path`` listed in ``metrics.json`` beside it, if any."""
+# Files the run's metrics.json must list once it lists any (``sha256``): the checkpoint the
+# analyses read. last.pt is never listed.
+MANIFEST_FILES = ("best.pt",)
+
+
+def _manifest_sha256(path: Path, fix: str) -> str | None:
+    """The sha256 of ``path`` listed in the ``metrics.json`` beside it.
+
+    None when there is no metrics.json (a run in progress, a checkpoint copied elsewhere), when
+    it predates checksums (no ``sha256`` entry) or for a file it never lists (last.pt). A
+    metrics.json that exists but cannot be read, or that lists checksums but not this
+    checkpoint's, raises :class:`~iterconv.cli.UserError`: it must not switch the check off.
+    """
+    mpath = path.parent / "metrics.json"
     try:
-        metrics = json.loads((path.parent / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None  # no manifest (a run in progress, a checkpoint copied elsewhere)
-    listed = metrics.get("sha256") if isinstance(metrics, dict) else None
-    return listed.get(path.name) if isinstance(listed, dict) else None
+        metrics = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:  # ValueError: bad JSON or bytes
+        raise UserError(
+            f"{mpath} is unreadable ({type(err).__name__}), so {path} cannot be verified: {fix}"
+        ) from err
+    if not isinstance(metrics, dict):
+        raise UserError(f"{mpath} is not a run's metrics (no JSON object): {fix}")
+    listed = metrics.get("sha256")
+    if listed is None:
+        return None  # written before checksums existed; the embedded checksum still applies
+    digest = listed.get(path.name) if isinstance(listed, dict) else None
+    if digest is None and path.name in MANIFEST_FILES:
+        raise UserError(f"{mpath} lists no sha256 for {path.name} (modified or corrupt): {fix}")
+    return digest

@@ -30,7 +30,7 @@ def mistakes(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.T
     """Bool (N,): True where the prediction is wrong.
 
     Multi-label: an image with n digits is correct when its n highest scores are exactly its
-    n digits (DESIGN.md section 4). Single-label: the arg-max differs from the label.
+    n digits (docs/analysis.md, section 1). Single-label: the arg-max differs from the label.
     """
     if not multilabel:
         return logits.argmax(dim=1) != y
