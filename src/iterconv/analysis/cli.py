@@ -120,8 +120,9 @@ def run_epc(args: argparse.Namespace) -> int:
     from iterconv.io import write_json
     from iterconv.train.loop import load_run_model
 
-    model, _ = load_run_model(_checkpoint(args.run), "cpu")
-    result = {"run": args.run.name, **effective_parameter_count(model)}
+    model, config = load_run_model(_checkpoint(args.run), "cpu")
+    epc = effective_parameter_count(model, config.get("couple_from", 0))
+    result = {"run": args.run.name, **epc}
     try:
         write_json(args.out, result)
     except OSError as err:

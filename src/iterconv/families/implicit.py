@@ -32,6 +32,7 @@ from torch import Tensor
 
 from iterconv.figures import implicit as figs
 from iterconv.io import write_json
+from iterconv.models.fixed_point import METHODS, float64_needed
 from iterconv.models.implicit import ImplicitResNet, SolverSettings, perturbation_penalty
 from iterconv.pipeline import ParamsError
 from iterconv.report import stats
@@ -66,11 +67,14 @@ class FunctionSpec:
     decay_every: int = 250  # ... every this many epochs
     rate: float = 0.5  # alpha of the convergence-rate regulariser
     rate_weight: float = 0.01  # its weight in the loss (0: off)
-    rate_iterations: int = 3  # fixed-point steps it looks at
-    tol: float = 1e-5  # forward fixed-point tolerance
-    max_iter: int = 50  # forward iteration limit per layer
+    rate_iterations: int = 0  # plain steps it looks at; 0: the whole solve (the paper)
+    tol: float = 1e-5  # forward fixed-point tolerance (absolute)
+    max_iter: int = 1000  # forward iteration limit per layer (also caps the regulariser's steps)
     backward_tol: float = 1e-6  # relative tolerance of the backward linear solve
-    backward_max_iter: int = 50  # Neumann terms (then GMRES steps) per layer
+    backward_max_iter: int = 200  # backward products (then GMRES steps) per layer
+    method: str = "anderson"  # forward and backward solver: anderson | picard (plain/Neumann)
+    history: int = 5  # Anderson history m
+    antisymmetric: bool = False  # W - W^T in the vector field (the authors' early scripts)
     log_every: int = 10  # epochs between recorded curve points
 
 
@@ -95,10 +99,13 @@ class SpiralsSpec:
     perturbation_weight: float = 1.0  # its weight in the loss
     eval_noise: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3])  # test
     eval_draws: int = 10  # noise draws per evaluation level
-    tol: float = 1e-5  # forward fixed-point tolerance
-    max_iter: int = 50  # forward iteration limit per layer
+    tol: float = 1e-5  # forward fixed-point tolerance (absolute)
+    max_iter: int = 1000  # forward iteration limit per layer
     backward_tol: float = 1e-6  # relative tolerance of the backward linear solve
-    backward_max_iter: int = 50  # Neumann terms (then GMRES steps) per layer
+    backward_max_iter: int = 200  # backward products (then GMRES steps) per layer
+    method: str = "anderson"  # forward and backward solver: anderson | picard (plain/Neumann)
+    history: int = 5  # Anderson history m
+    antisymmetric: bool = False  # W - W^T in the vector field (the authors' early scripts)
     grid: int = 41  # decision-region grid points per axis
     log_every: int = 20  # epochs between recorded curve points
 
@@ -119,6 +126,14 @@ def _number(value: Any, integer: bool) -> bool:
 def _check_value(where: str, key: str, value: Any, default: Any) -> Any:
     """Type and range of one key; returns the value normalised (floats as float)."""
     path = f"{where}.{key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ParamsError(f"{path}: must be true or false, got {value!r}")
+        return value
+    if isinstance(default, str):
+        if value not in METHODS:
+            raise ParamsError(f"{path}: must be one of {list(METHODS)}, got {value!r}")
+        return value
     if isinstance(default, list):
         integer = isinstance(default[0], int)
         kind = "integers" if integer else "numbers"
@@ -142,7 +157,9 @@ def _check_value(where: str, key: str, value: Any, default: Any) -> Any:
             f"{path}: must be {'an integer' if integer else 'a number'}, got {value!r}"
         )
     value = value if integer else float(value)
-    minimum = {"n_train": 2, "n_points": 8, "grid": 2}.get(key, 1 if integer else 0)
+    minimum = {"n_train": 2, "n_points": 8, "grid": 2, "rate_iterations": 0}.get(
+        key, 1 if integer else 0
+    )
     if key in ("rate", "lr_decay") and not 0 < value <= 1:
         raise ParamsError(f"{path}: must lie in (0, 1], got {value!r}")
     if value < minimum or (not integer and key not in _NONNEG and value == 0):
@@ -229,14 +246,29 @@ def two_spirals(n_points: int, turns: float) -> tuple[Tensor, Tensor]:
 
 def _settings(cfg: dict) -> SolverSettings:
     return SolverSettings(
-        cfg["tol"], cfg["max_iter"], cfg["backward_tol"], cfg["backward_max_iter"]
+        cfg["tol"],
+        cfg["max_iter"],
+        cfg["backward_tol"],
+        cfg["backward_max_iter"],
+        method=cfg["method"],
+        history=cfg["history"],
     )
 
 
-def _mean(values: list[float]) -> float:
-    """Mean ignoring NaN (explicit networks have no solver counts); NaN when all are."""
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
+def _model(cfg: dict, d_in: int, d_out: int) -> ImplicitResNet:
+    """The network of a job, in float64 when a tolerance is below float32's resolution."""
+    settings = _settings(cfg)
+    model = ImplicitResNet(
+        d_in,
+        d_out,
+        cfg["width"],
+        cfg["depth"],
+        cfg["theta"],
+        cfg["horizon"],
+        settings,
+        cfg["antisymmetric"],
+    )
+    return model.to(torch.float64 if float64_needed(settings) else torch.float32)
 
 
 def _lr(cfg: dict, epoch: int) -> float:
@@ -250,25 +282,75 @@ def _grad_norm(model: ImplicitResNet) -> float:
 
 
 def _solver_row(model: ImplicitResNet) -> dict[str, float]:
+    """This step's solves: mean iterations, failure fractions, largest final residuals."""
     s = model.stats
     return {
         "fwd_iters": s.mean_forward_iterations,
         "bwd_iters": s.mean_backward_iterations,
-        "fwd_fail": s.forward_failures / s.forward_calls if s.forward_calls else math.nan,
-        "bwd_fail": s.backward_failures / s.backward_calls if s.backward_calls else math.nan,
+        "fwd_fail": s.forward_failure_fraction,
+        "bwd_fail": s.backward_failure_fraction,
+        "fwd_residual": s.forward_max_residual if s.forward_calls else math.nan,
+        "bwd_residual": s.backward_max_residual if s.backward_calls else math.nan,
     }
+
+
+class _Totals:
+    """Solver counters summed over every training step (the curves sample only some)."""
+
+    KEYS = (
+        "forward_calls",
+        "forward_iterations",
+        "forward_failures",
+        "backward_calls",
+        "backward_iterations",
+        "backward_failures",
+    )
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(self.KEYS, 0)
+        self.fwd_residual, self.fwd_max_iters, self.bwd_max_iters = 0.0, 0, 0
+
+    def add(self, model: ImplicitResNet) -> None:
+        for k in self.KEYS:
+            self.sums[k] += getattr(model.stats, k)
+        self.fwd_residual = max(self.fwd_residual, model.stats.forward_max_residual)
+        self.fwd_max_iters = max(self.fwd_max_iters, model.stats.forward_max_iterations)
+        self.bwd_max_iters = max(self.bwd_max_iters, model.stats.backward_max_iterations)
+
+    def summary(self) -> dict[str, float]:
+        t = self.sums
+
+        def ratio(a: str, b: str) -> float:
+            return t[a] / t[b] if t[b] else math.nan
+
+        return {
+            "fwd_iters": ratio("forward_iterations", "forward_calls"),
+            "bwd_iters": ratio("backward_iterations", "backward_calls"),
+            "fwd_fail": ratio("forward_failures", "forward_calls"),
+            "bwd_fail": ratio("backward_failures", "backward_calls"),
+            "fwd_residual": self.fwd_residual if t["forward_calls"] else math.nan,
+            "fwd_max_iters": self.fwd_max_iters if t["forward_calls"] else math.nan,
+            "bwd_max_iters": self.bwd_max_iters if t["backward_calls"] else math.nan,
+        }
+
+
+def _unsolved(model: ImplicitResNet, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(states, mask of the samples some layer of which did not reach the tolerance)."""
+    states, residual = model.solve(x)
+    return states, ~model.converged(residual)
 
 
 def _run_function(cfg: dict, log) -> dict[str, Any]:
     torch.manual_seed(cfg["seed"])
     x = torch.linspace(-1, 1, cfg["n_train"])[:, None]
     xv = torch.rand(cfg["n_val"], 1) * 2 - 1
+    model = _model(cfg, 1, 1)
+    dtype = model.head.weight.dtype
+    x, xv = x.to(dtype), xv.to(dtype)
     y, yv = target(x), target(xv)
-    model = ImplicitResNet(
-        1, 1, cfg["width"], cfg["depth"], cfg["theta"], cfg["horizon"], _settings(cfg)
-    )
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    curve = []
+    curve, totals = [], _Totals()
+    iterations = cfg["rate_iterations"] or None  # 0: the whole solve
     for epoch in range(cfg["epochs"] + 1):
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, epoch)
@@ -277,10 +359,11 @@ def _run_function(cfg: dict, log) -> dict[str, Any]:
         mse = torch.mean((model.head(states[-1]) - y) ** 2)
         loss = mse
         if cfg["rate_weight"] > 0 and cfg["theta"] > 0:
-            reg = model.convergence_penalty(states[:-1], cfg["rate"], cfg["rate_iterations"])
+            reg = model.convergence_penalty(states[:-1], cfg["rate"], iterations)
             loss = loss + cfg["rate_weight"] * reg
         opt.zero_grad()
         loss.backward()
+        totals.add(model)
         if epoch % cfg["log_every"] == 0 or epoch == cfg["epochs"]:
             solver = _solver_row(model)  # this step's forward and backward solves
             with torch.no_grad():
@@ -292,30 +375,35 @@ def _run_function(cfg: dict, log) -> dict[str, Any]:
         if epoch < cfg["epochs"]:  # the last pass only measures
             opt.step()
     with torch.no_grad():
-        xs = torch.linspace(-1, 1, 101)[:, None]
+        # the final network: which training and validation points some layer did not solve
+        states, bad = _unsolved(model, x)
+        bad_val = _unsolved(model, xv)[1]
+        amp = model.amplification(states).amax(dim=0)[~bad]  # fixed points only
+        xs = torch.linspace(-1, 1, 101, dtype=dtype)[:, None]
         fit = model(xs)[:, 0]
-        amp = model.amplification(model.trajectory(x)).amax(dim=0)
-        starts = torch.linspace(-1, 1, 11)[:, None]
+        starts = torch.linspace(-1, 1, 11, dtype=dtype)[:, None]
         traj = torch.stack(model.trajectory(starts), dim=1)  # (11, L + 1, width)
     final = curve[-1]
     return {
         "train_loss": final["train_loss"],
         "val_loss": final["val_loss"],
-        "amplification": float(amp.mean()),
-        "amplification_max": float(amp.max()),
-        "fwd_iters": _mean([r["fwd_iters"] for r in curve]),
-        "bwd_iters": _mean([r["bwd_iters"] for r in curve]),
-        "fwd_fail": _mean([r["fwd_fail"] for r in curve]),
-        "bwd_fail": _mean([r["bwd_fail"] for r in curve]),
+        "amplification": float(amp.mean()) if len(amp) else math.nan,
+        "amplification_max": float(amp.max()) if len(amp) else math.nan,
+        "amp_points": len(amp) / len(x),
+        "eval_fail": float(torch.cat([bad, bad_val]).double().mean()),
+        **totals.summary(),
         "grad_norm": float(np.mean([r["grad_norm"] for r in curve])),
+        "float64": dtype == torch.float64,
         "curve": curve,
         "fit": {"x": xs[:, 0].tolist(), "y_true": target(xs)[:, 0].tolist(), "y": fit.tolist()},
         "trajectories": traj[:, :, :2].tolist(),
     }
 
 
-def _accuracy(model: ImplicitResNet, x: Tensor, y: Tensor) -> float:
-    return float((model(x).argmax(dim=1) == y).float().mean())
+def _accuracy(model: ImplicitResNet, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+    """(accuracy, mask of the points some layer did not solve)."""
+    states, bad = _unsolved(model, x)
+    return float((model.head(states[-1]).argmax(dim=1) == y).float().mean()), bad
 
 
 def _run_spirals(cfg: dict, log) -> dict[str, Any]:
@@ -324,11 +412,11 @@ def _run_spirals(cfg: dict, log) -> dict[str, Any]:
     x, y = torch.cat([x, points[1::4]]), torch.cat([y, labels[1::4]])
     xv, yv = torch.cat([xv, points[3::4]]), torch.cat([yv, labels[3::4]])
     torch.manual_seed(cfg["seed"])
-    model = ImplicitResNet(
-        2, 2, cfg["width"], cfg["depth"], cfg["theta"], cfg["horizon"], _settings(cfg)
-    )
+    model = _model(cfg, 2, 2)
+    dtype = model.head.weight.dtype
+    points, x, xv = points.to(dtype), x.to(dtype), xv.to(dtype)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    curve = []
+    curve, totals = [], _Totals()
     for epoch in range(cfg["epochs"]):
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, epoch)
@@ -347,6 +435,7 @@ def _run_spirals(cfg: dict, log) -> dict[str, Any]:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        totals.add(model)
         if epoch % cfg["log_every"] == 0:
             curve.append({"epoch": epoch, "train_loss": float(ce.detach()), **_solver_row(model)})
         if epoch % (cfg["log_every"] * 10) == 0:
@@ -356,22 +445,30 @@ def _run_spirals(cfg: dict, log) -> dict[str, Any]:
         robust = []
         for sigma in cfg["eval_noise"]:
             draws = 1 if sigma == 0 else cfg["eval_draws"]
-            acc = [
-                _accuracy(model, xv + sigma * torch.randn(xv.shape, generator=gen), yv)
-                for _ in range(draws)
-            ]
-            robust.append({"eval_noise": sigma, "val_acc": float(np.mean(acc))})
-        ticks = torch.linspace(-1.3, 1.3, cfg["grid"])
+            acc, bad = [], []
+            for _ in range(draws):
+                noise = sigma * torch.randn(xv.shape, generator=gen).to(dtype)
+                a, b = _accuracy(model, xv + noise, yv)
+                acc.append(a)
+                bad.append(b)
+            robust.append(
+                {
+                    "eval_noise": sigma,
+                    "val_acc": float(np.mean(acc)),
+                    "unsolved": float(torch.cat(bad).double().mean()),
+                }
+            )
+        ticks = torch.linspace(-1.3, 1.3, cfg["grid"], dtype=dtype)
         gx, gy = torch.meshgrid(ticks, ticks, indexing="xy")
         grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
         p1 = torch.softmax(model(grid), dim=1)[:, 1]
-        train_acc, val_acc = _accuracy(model, x, y), _accuracy(model, xv, yv)
+        (train_acc, bad), (val_acc, bad_val) = _accuracy(model, x, y), _accuracy(model, xv, yv)
     return {
         "train_acc": train_acc,
         "val_acc": val_acc,
-        "fwd_iters": _mean([r["fwd_iters"] for r in curve]),
-        "bwd_iters": _mean([r["bwd_iters"] for r in curve]),
-        "fwd_fail": _mean([r["fwd_fail"] for r in curve]),
+        "eval_fail": float(torch.cat([bad, bad_val]).double().mean()),
+        **totals.summary(),
+        "float64": dtype == torch.float64,
         "curve": curve,
         "robustness": robust,
         "regions": {"x": grid[:, 0].tolist(), "y": grid[:, 1].tolist(), "p1": p1.tolist()},
@@ -481,24 +578,50 @@ def _failure_claim(runs: pd.DataFrame, rng: np.random.Generator) -> ClaimResult:
         "With the convergence-rate regulariser, the fixed-point and Neumann iterations of the "
         "implicit layers converge (to tolerance, within the iteration limit).",
         "sec. 2.1 and fig. 5",
-        "Per job, the fraction of forward and backward solves that failed, averaged over the "
-        "recorded training steps; supported when the 95% interval of the mean lies below 0.01.",
+        "Per job, the largest of three failure fractions: forward and backward solves over all "
+        "training steps, and the training and validation points of the final network that some "
+        "layer did not solve; supported when the 95% interval of the mean lies below 0.01.",
     )
     imp = runs[runs["theta"] > 0] if len(runs) else runs
     if len(imp) < MIN_RUNS or "fwd_fail" not in imp:
         base.note += f" Needs at least {MIN_RUNS} implicit jobs."
         return base
-    fail = np.maximum(imp["fwd_fail"].to_numpy(float), imp["bwd_fail"].to_numpy(float))
+    kinds = [k for k in ("fwd_fail", "bwd_fail", "eval_fail") if k in imp]
+    fail = imp[kinds].to_numpy(float).max(axis=1)
     lo, hi = stats.bootstrap_mean_ci(fail, rng)
     base.n = {"runs": len(imp), "seeds": int(imp["seed"].nunique())}
     base.measured = {
         "mean_failure_fraction": _r(float(np.mean(fail))),
+        **{f"mean_{k}": _r(float(imp[k].mean())) for k in kinds},
         "mean_forward_iterations": _r(float(imp["fwd_iters"].mean())),
         "mean_backward_iterations": _r(float(imp["bwd_iters"].mean())),
     }
+    for key, name in (("fwd_max_iters", "forward"), ("bwd_max_iters", "backward")):
+        if key in imp:
+            base.measured[f"max_{name}_iterations"] = _r(float(imp[key].max()))
     base.interval = [_r(lo), _r(hi)]
     base.verdict = SUPPORTED if hi < 0.01 else CONTRADICTED if lo > 0.01 else INCONCLUSIVE
     return base
+
+
+def _solved(df: pd.DataFrame, value: str, flag: str) -> tuple[pd.DataFrame, int]:
+    """``value`` set to NaN (left out of the comparison) in the rows whose ``flag`` (fraction
+    of points some layer did not solve) is above 0; and how many rows those are."""
+    if flag not in df or not len(df):
+        return df, 0
+    bad = df[flag].fillna(0) > 0
+    return df.assign(**{value: df[value].where(~bad)}), int(bad.sum())
+
+
+def _with_failures(
+    claim: ClaimResult, df: pd.DataFrame, flag: str, excluded: int, what: str
+) -> ClaimResult:
+    """Record the unsolved fraction of the compared rows and the rows left out."""
+    claim.n = {**claim.n, "runs_excluded_unsolved": excluded}
+    if flag in df and len(df):
+        claim.measured = {**claim.measured, f"mean_{flag}": _r(float(df[flag].fillna(0).mean()))}
+    claim.note += f" {what}"
+    return claim
 
 
 def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list[ClaimResult]:
@@ -565,7 +688,17 @@ def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list[Cl
             base.note += " Needs Example 1 jobs."
             out.append(base)
             continue
-        out.append(difference_check(base, df, value, high, low, [], rng))
+        if value == "amplification":  # unsolved points are left out inside each job
+            flag, excluded = "amp_unsolved", int(df[value].isna().sum())
+            if "amp_points" in df:
+                df = df.assign(amp_unsolved=1 - df["amp_points"])
+            what = "Training points some layer did not solve are left out of each job's mean."
+        else:
+            flag = "eval_fail"
+            df, excluded = _solved(df, value, flag)
+            what = "Jobs whose final network left some point unsolved are left out."
+        result = difference_check(base, df, value, high, low, [], rng)
+        out.append(_with_failures(result, df, flag, excluded, what))
     if groups is not None and shallow["depth"].iloc[0] == deep["depth"].iloc[0]:
         for c in out:
             c.note += " Only one depth was run: fewest = most layers."
@@ -600,7 +733,7 @@ def _spiral_claims(
             c.note += " Needs spirals jobs with and without training noise and noisy evaluation."
         return [acc, robust]
     hi_noise = trained[-1]
-    both = sp[sp["noise"].isin([0.0, hi_noise])]
+    both, excluded = _solved(sp[sp["noise"].isin([0.0, hi_noise])], "val_acc", "eval_fail")
     out = difference_check(
         acc,
         both,
@@ -615,15 +748,18 @@ def _spiral_claims(
         lo, hi = out.interval
         out.verdict = SUPPORTED if lo > -0.02 else CONTRADICTED if hi < -0.02 else INCONCLUSIVE
     noisy = rob[(rob["eval_noise"] == top) & rob["noise"].isin([0.0, hi_noise])]
+    noisy, excluded_noisy = _solved(noisy, "val_acc", "unsolved")
+    robust = difference_check(
+        robust,
+        noisy,
+        "val_acc",
+        lambda g: g["noise"] == hi_noise,
+        lambda g: g["noise"] == 0,
+        ["theta"],
+        rng,
+    )
+    left_out = "Jobs whose final network left some evaluation point unsolved are left out."
     return [
-        out,
-        difference_check(
-            robust,
-            noisy,
-            "val_acc",
-            lambda g: g["noise"] == hi_noise,
-            lambda g: g["noise"] == 0,
-            ["theta"],
-            rng,
-        ),
+        _with_failures(out, both, "eval_fail", excluded, left_out),
+        _with_failures(robust, noisy, "unsolved", excluded_noisy, left_out),
     ]

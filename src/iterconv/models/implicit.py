@@ -6,22 +6,24 @@ the ordinary ResNet block; 1/2: trapezoidal rule; 1: backward Euler)::
 
     y = x + (1 - theta) f(x) + theta f(y)
 
-Forward: fixed-point iteration ``y^{k+1} = x + (1-theta) f(x) + theta f(y^k)`` without autograd,
-from ``y^0 = x`` so that ``y^1 = x + f(x)`` is the explicit layer (section 2.1); stop when
-``max|y^{k+1} - y^k| <= tol`` or after ``max_iter`` evaluations of f. The output is one more
-step, ``x + (1-theta) f(x) + theta f(y*)``, evaluated with autograd.
+Forward: the fixed point of ``g(y) = x + (1-theta) f(x) + theta f(y)`` without autograd, from
+``y^1 = x + f(x)`` (the explicit layer, section 2.1), by Anderson acceleration or plain
+fixed-point iteration (:mod:`iterconv.models.fixed_point`); the solve stops when
+``max|g(y) - y| <= tol`` or after ``max_iter`` evaluations of f. The output is one more
+evaluation, ``x + (1-theta) f(x) + theta f(y*)``, with autograd.
 
 Backward (implicit differentiation): with ``J = df/dy`` at ``y*`` and ``g = dL/dy``, solve
 ``(I - theta J)^T v = g`` and backpropagate ``v`` through ``(1 - theta) f(x) + theta f(y*)``
 with ``y*`` held fixed. This gives ``dL/dx = v + (1-theta) J(x)^T v`` and
 ``dL/dp = (1-theta) (df(x)/dp)^T v + theta (df(y*)/dp)^T v``. The linear solve uses only
-vector-Jacobian products: the Neumann series ``v^{k+1} = g + theta J^T v^k`` (converges when the
-spectral radius of ``theta J`` is below 1), and, when it diverges or reaches its iteration
-limit, GMRES on the same products (the documented fallback). The paper's Listing 1 does the same
-with an identity autograd function whose backward performs the linear solve.
+vector-Jacobian products (:func:`~iterconv.models.fixed_point.adjoint`). The paper's Listing 1
+does the same with an identity autograd function whose backward performs the linear solve.
 
-Neither solve fails silently: :class:`SolveStats` counts iterations and failures; without a
-stats object a non-converged solve raises a :class:`RuntimeWarning`.
+Neither solve fails silently: :class:`SolveStats` counts iterations and failures and keeps the
+final residual of every solve; without a stats object a non-converged solve raises a
+:class:`RuntimeWarning`. A failed forward solve returns its best iterate, which is not a fixed
+point: :func:`implicit_step` reports the residual per sample so that callers can keep such
+samples out of what they measure.
 
 BatchNorm inside ``f`` (the convolutional blocks of :mod:`iterconv.models.resnet`): in training
 mode every call of a BatchNorm layer would update its running statistics, so the fixed-point
@@ -43,58 +45,32 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from iterconv.models.fixed_point import (
+    DEFAULT_SETTINGS,
+    SolverSettings,
+    SolveStats,
+    sample_residual,
+    solve_adjoint,
+    solve_forward,
+)
 
-@dataclass(frozen=True)
-class SolverSettings:
-    """Forward fixed-point iteration and backward linear solve."""
-
-    tol: float = 1e-5  # forward: stop when max |y^{k+1} - y^k| <= tol (absolute)
-    max_iter: int = 100  # forward: evaluations of f at most (y^1 = x + f(x) included)
-    backward_tol: float = 1e-6  # backward: max |residual| <= backward_tol * max |g| (relative)
-    backward_max_iter: int = 100  # backward: Neumann terms at most, as many GMRES steps after
-    divergence: float = 1e3  # Neumann: fall back once the residual grows by this factor
-
-
-@dataclass
-class SolveStats:
-    """Counters accumulated over every call that receives this object (call :meth:`reset`
-    between epochs or evaluations). Residuals are those at the end of each solve."""
-
-    forward_calls: int = 0  # forward solves (one per layer application with theta > 0)
-    forward_iterations: int = 0  # evaluations of f in the fixed-point loops (summed)
-    forward_failures: int = 0  # forward solves that stopped above tol (limit or non-finite)
-    forward_max_residual: float = 0.0  # largest final max |y^{k+1} - y^k| seen
-    backward_calls: int = 0  # backward linear solves
-    backward_iterations: int = 0  # vector-Jacobian products (Neumann and GMRES, summed)
-    backward_fallbacks: int = 0  # solves where the Neumann series failed and GMRES ran
-    backward_failures: int = 0  # solves still above backward_tol after the fallback
-    backward_max_residual: float = 0.0  # largest final relative residual seen
-
-    def reset(self) -> None:
-        for name, value in asdict(SolveStats()).items():
-            setattr(self, name, value)
-
-    @property
-    def mean_forward_iterations(self) -> float:
-        return self.forward_iterations / self.forward_calls if self.forward_calls else math.nan
-
-    @property
-    def mean_backward_iterations(self) -> float:
-        return self.backward_iterations / self.backward_calls if self.backward_calls else math.nan
-
-    def as_dict(self) -> dict[str, float]:
-        """The counters and the two means (JSON-friendly)."""
-        return {
-            **asdict(self),
-            "mean_forward_iterations": self.mean_forward_iterations,
-            "mean_backward_iterations": self.mean_backward_iterations,
-        }
+__all__ = [
+    "ImplicitResNet",
+    "SolveStats",
+    "SolverSettings",
+    "VectorField",
+    "convergence_penalty",
+    "frozen_running_stats",
+    "implicit_residual",
+    "implicit_step",
+    "perturbation_penalty",
+    "solve_adjoint",
+]
 
 
 @contextlib.contextmanager
@@ -118,127 +94,9 @@ def frozen_running_stats(module: object) -> Iterator[None]:
             m.track_running_stats = t
 
 
-def _maxabs(t: Tensor) -> float:
-    return float(t.detach().abs().max()) if t.numel() else 0.0
-
-
-def _report(what: str, stats: SolveStats | None) -> None:
+def _warn(what: str, stats: SolveStats | None) -> None:
     if stats is None:
         warnings.warn(f"implicit_residual: {what} did not converge", RuntimeWarning, stacklevel=4)
-
-
-def _fixed_point(
-    f: Callable[[Tensor], Tensor],
-    base: Tensor,
-    y: Tensor,
-    theta: float,
-    settings: SolverSettings,
-    stats: SolveStats | None,
-) -> Tensor:
-    """Iterate ``y <- base + theta f(y)`` from ``y`` (no autograd). Returns the first iterate
-    whose step is within tolerance or, failing that, the iterate with the smallest step (so a
-    diverging iteration returns an early iterate, at worst the starting point)."""
-    best, residual, iters = y, math.inf, 0
-    with torch.no_grad():
-        while iters < settings.max_iter:
-            new = base + theta * f(y)
-            iters += 1
-            step = _maxabs(new - y)
-            if step < residual:
-                best, residual = y, step
-            if step <= settings.tol or not math.isfinite(step):
-                break
-            y = new
-    failed = not residual <= settings.tol
-    if stats is not None:
-        stats.forward_calls += 1
-        stats.forward_iterations += iters
-        stats.forward_failures += int(failed)
-        stats.forward_max_residual = max(stats.forward_max_residual, residual)
-    if failed:
-        _report(f"the fixed-point iteration (residual {residual:.3g})", stats)
-    return best
-
-
-def _gmres(
-    matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float, max_iter: int
-) -> tuple[Tensor, int]:
-    """Unrestarted GMRES for ``A v = b`` (flattened in float64 inside): (v, matvecs used).
-    Stops when the 2-norm residual is below ``tol * |b|``."""
-    shape, dtype = b.shape, b.dtype
-    rhs = b.reshape(-1).double()
-    beta = float(rhs.norm())
-    if beta == 0:
-        return torch.zeros_like(b), 0
-    basis = [rhs / beta]
-    hess = torch.zeros(max_iter + 1, max_iter, dtype=torch.float64, device=b.device)
-    e1 = torch.zeros(max_iter + 1, dtype=torch.float64, device=b.device)
-    e1[0] = beta
-    coef = e1[:1]
-    steps = 0
-    for j in range(max_iter):
-        w = matvec(basis[j].reshape(shape).to(dtype)).reshape(-1).double()
-        steps += 1
-        for i, q in enumerate(basis):  # modified Gram-Schmidt
-            hess[i, j] = w @ q
-            w = w - hess[i, j] * q
-        hess[j + 1, j] = w.norm()
-        h = hess[: j + 2, : j + 1]
-        coef = torch.linalg.lstsq(h, e1[: j + 2, None]).solution[:, 0]
-        if float((e1[: j + 2] - h @ coef).norm()) <= tol * beta or float(hess[j + 1, j]) < 1e-30:
-            break
-        basis.append(w / hess[j + 1, j])
-    v = sum(c * q for c, q in zip(coef, basis, strict=False))
-    return v.reshape(shape).to(dtype), steps
-
-
-def solve_adjoint(
-    vjp: Callable[[Tensor], Tensor],
-    g: Tensor,
-    theta: float,
-    settings: SolverSettings = SolverSettings(),
-    stats: SolveStats | None = None,
-) -> Tensor:
-    """Solve ``(I - theta J)^T v = g`` given ``vjp(u) = J^T u``: Neumann series, then GMRES."""
-    scale = max(_maxabs(g), 1e-300)
-
-    def residual(v: Tensor, jtv: Tensor) -> float:
-        return _maxabs(g + theta * jtv - v) / scale
-
-    v, iters = g, 0
-    best, best_res = g, math.inf
-    first = None
-    while iters < settings.backward_max_iter:
-        jtv = vjp(v)
-        iters += 1
-        res = residual(v, jtv)
-        first = res if first is None else first
-        if res < best_res:
-            best, best_res = v, res
-        if res <= settings.backward_tol or not math.isfinite(res):
-            break
-        if res > settings.divergence * first:
-            break
-        v = g + theta * jtv
-    fallback = not best_res <= settings.backward_tol
-    if fallback:
-        sol, steps = _gmres(
-            lambda u: u - theta * vjp(u), g, settings.backward_tol, settings.backward_max_iter
-        )
-        iters += steps + 1
-        res = residual(sol, vjp(sol))
-        if res < best_res:
-            best, best_res = sol, res
-    failed = not best_res <= settings.backward_tol
-    if stats is not None:
-        stats.backward_calls += 1
-        stats.backward_iterations += iters
-        stats.backward_fallbacks += int(fallback)
-        stats.backward_failures += int(failed)
-        stats.backward_max_residual = max(stats.backward_max_residual, best_res)
-    if failed:
-        _report(f"the backward linear solve (relative residual {best_res:.3g})", stats)
-    return best
 
 
 class _AdjointSolve(torch.autograd.Function):
@@ -255,15 +113,48 @@ class _AdjointSolve(torch.autograd.Function):
         def vjp(u: Tensor) -> Tensor:
             return torch.autograd.grad(ctx.fy, ctx.ys, u, retain_graph=True)[0]
 
-        v = solve_adjoint(vjp, g, ctx.theta, ctx.settings, ctx.stats)
-        return v, None, None, None, None, None
+        out = solve_adjoint(vjp, g, ctx.theta, ctx.settings, ctx.stats)
+        if not out.converged:
+            _warn(f"the backward linear solve (relative residual {out.residual:.3g})", ctx.stats)
+        return out.v, None, None, None, None, None
+
+
+def implicit_step(
+    f: Callable[[Tensor], Tensor],
+    x: Tensor,
+    theta: float,
+    settings: SolverSettings = DEFAULT_SETTINGS,
+    stats: SolveStats | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`implicit_residual` and the final forward residual per sample (dim 0, float64):
+    ``max |g(y*) - y*|`` over the sample's elements, zeros for ``theta = 0``. A sample whose
+    residual exceeds ``settings.tol`` was not solved: its output is not the layer's."""
+    if not 0 <= theta <= 1:
+        raise ValueError(f"theta must lie in [0, 1], got {theta}")
+    fx = f(x)
+    if theta == 0:
+        return x + fx, sample_residual(torch.zeros_like(x))
+    with frozen_running_stats(f):
+        base = (x + (1 - theta) * fx).detach()
+        solve = solve_forward(f, base, (x + fx).detach(), theta, settings, stats)
+        if not solve.converged:
+            _warn(f"the fixed-point iteration (residual {solve.max_residual:.3g})", stats)
+        y = solve.y
+        if not torch.is_grad_enabled():
+            return base + theta * f(y), solve.residual
+        ys = y.requires_grad_(True)
+        fy = f(ys)
+    out = x + (1 - theta) * fx + theta * fy  # y* held fixed: its dependence is the solve's
+    if out.requires_grad:
+        out = _AdjointSolve.apply(out, fy, ys, theta, settings, stats)
+    return out, solve.residual
 
 
 def implicit_residual(
     f: Callable[[Tensor], Tensor],
     x: Tensor,
     theta: float,
-    settings: SolverSettings = SolverSettings(),
+    settings: SolverSettings = DEFAULT_SETTINGS,
     stats: SolveStats | None = None,
 ) -> Tensor:
     """``y = x + (1-theta) f(x) + theta f(y)`` for any tensor shape (f maps a shape to itself).
@@ -273,22 +164,7 @@ def implicit_residual(
     BatchNorm running statistics. ``f`` must be deterministic (no dropout): the backward solve
     uses the Jacobian of the last call.
     """
-    if not 0 <= theta <= 1:
-        raise ValueError(f"theta must lie in [0, 1], got {theta}")
-    fx = f(x)
-    if theta == 0:
-        return x + fx
-    with frozen_running_stats(f):
-        base = (x + (1 - theta) * fx).detach()
-        y = _fixed_point(f, base, (x + fx).detach(), theta, settings, stats)
-        if not torch.is_grad_enabled():
-            return base + theta * f(y)
-        ys = y.requires_grad_(True)
-        fy = f(ys)
-    out = x + (1 - theta) * fx + theta * fy  # y* held fixed: its dependence is the solve's
-    if not out.requires_grad:
-        return out
-    return _AdjointSolve.apply(out, fy, ys, theta, settings, stats)
+    return implicit_step(f, x, theta, settings, stats)[0]
 
 
 # --- regularisers (section 2.1) ------------------------------------------------------------
@@ -299,25 +175,47 @@ def _sample_norms(t: Tensor) -> Tensor:
 
 
 def convergence_penalty(
-    f: Callable[[Tensor], Tensor], x: Tensor, theta: float, rate: float, iterations: int = 5
+    f: Callable[[Tensor], Tensor],
+    x: Tensor,
+    theta: float,
+    rate: float,
+    iterations: int | None = 5,
+    settings: SolverSettings = DEFAULT_SETTINGS,
 ) -> Tensor:
-    """The convergence-rate regulariser (eq. 9, reconstructed) of one layer: with autograd,
-    ``r_k = |y^{k+1} - y^k|`` per sample for the first ``iterations`` + 1 fixed-point steps from
-    ``y^0 = x``, and ``mean over samples of sum_k relu(r_{k+1} - rate * r_k)``. Zero when the
+    """The convergence-rate regulariser (eq. 9, reconstructed) of one layer: with autograd
+    through the plain fixed-point iterates ``y^0 = x``, ``y^1 = x + f(x)``,
+    ``y^{k+1} = x + (1-theta) f(x) + theta f(y^k)``, the steps ``r_k = |y^{k+1} - y^k|`` per
+    sample, and ``mean over samples of sum_k relu(r_{k+1} - rate * r_k)``. Zero when the
     iteration contracts at least by ``rate`` per step; smaller ``rate`` asks for faster
-    convergence. 0 for ``theta = 0`` (the explicit layer needs no iteration). Calls f
-    ``iterations + 1`` times (BatchNorm statistics frozen for all but the first)."""
+    convergence. 0 for ``theta = 0`` (the explicit layer needs no iteration).
+
+    ``iterations``: the number of terms (the first steps only), or None for the whole solve, as
+    in the paper: until every sample's step is within ``settings.tol`` (max norm, the solver's
+    test), at most ``settings.max_iter`` steps, and stopping before a step that is not finite or
+    exceeds ``settings.divergence`` times the first. Every step is kept in the autograd graph
+    (the paper's "caching all intermediate iterations"). BatchNorm statistics are frozen for all
+    calls but the first."""
     if theta == 0:
         return x.new_zeros(())
     fx = f(x)
     base = x + (1 - theta) * fx
     y, norms = x + fx, [_sample_norms(fx)]
+    limit = settings.max_iter if iterations is None else iterations
+    first = float(sample_residual(fx).max()) if fx.numel() else 0.0
     with frozen_running_stats(f):
-        for _ in range(iterations):
+        for _ in range(limit):
             new = base + theta * f(y)
+            step = float(sample_residual(new - y).max()) if y.numel() else 0.0
+            if iterations is None and (
+                not math.isfinite(step) or step > settings.divergence * first
+            ):
+                break
             norms.append(_sample_norms(new - y))
             y = new
-    return sum(torch.relu(b - rate * a) for a, b in itertools.pairwise(norms)).mean()
+            if iterations is None and step <= settings.tol:
+                break
+    terms = (torch.relu(b - rate * a) for a, b in itertools.pairwise(norms))
+    return sum(terms, x.new_zeros(())).mean()  # 0 when no step was kept
 
 
 def perturbation_penalty(
@@ -348,20 +246,30 @@ def perturbation_penalty(
 
 
 class VectorField(nn.Module):
-    """``f(z) = h * relu(W z + b)``: one time step of the ODE ``dz/dt = relu(W(t) z + b(t))``."""
+    """``f(z) = h * relu(W z + b)``: one time step of the ODE ``dz/dt = relu(W(t) z + b(t))``.
+    With ``antisymmetric`` the matrix is ``W - W^T`` (the form of the authors' early example
+    scripts; its eigenvalues are imaginary, so the linearised ODE neither grows nor decays)."""
 
-    def __init__(self, width: int, step: float):
+    def __init__(self, width: int, step: float, antisymmetric: bool = False):
         super().__init__()
-        self.step = step
+        self.step, self.antisymmetric = step, antisymmetric
         self.linear = nn.Linear(width, width)
 
+    @property
+    def weight(self) -> Tensor:
+        w = self.linear.weight
+        return w - w.T if self.antisymmetric else w
+
+    def pre_activation(self, z: Tensor) -> Tensor:
+        return nn.functional.linear(z, self.weight, self.linear.bias)
+
     def forward(self, z: Tensor) -> Tensor:
-        return self.step * torch.relu(self.linear(z))
+        return self.step * torch.relu(self.pre_activation(z))
 
     def jacobian(self, z: Tensor) -> Tensor:
         """df/dz at each row of ``z`` (N, width) -> (N, width, width)."""
-        active = (self.linear(z) > 0).to(z.dtype)
-        return self.step * active[:, :, None] * self.linear.weight[None]
+        active = (self.pre_activation(z) > 0).to(z.dtype)
+        return self.step * active[:, :, None] * self.weight[None]
 
 
 class ImplicitResNet(nn.Module):
@@ -383,14 +291,17 @@ class ImplicitResNet(nn.Module):
         depth: int,
         theta: float,
         horizon: float,
-        settings: SolverSettings = SolverSettings(),
+        settings: SolverSettings = DEFAULT_SETTINGS,
+        antisymmetric: bool = False,
     ):
         super().__init__()
         if width < d_in:
             raise ValueError(f"width ({width}) must be >= the input dimension ({d_in})")
         self.d_in, self.theta, self.settings = d_in, theta, settings
         self.stats = SolveStats()
-        self.layers = nn.ModuleList(VectorField(width, horizon / depth) for _ in range(depth))
+        self.layers = nn.ModuleList(
+            VectorField(width, horizon / depth, antisymmetric) for _ in range(depth)
+        )
         self.head = nn.Linear(width, d_out)
         with torch.no_grad():
             w = torch.randn(width, width)
@@ -402,22 +313,35 @@ class ImplicitResNet(nn.Module):
     def embed(self, x: Tensor) -> Tensor:
         return nn.functional.pad(x, (0, self.layers[0].linear.in_features - self.d_in))
 
+    def solve(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Hidden states ``z_0 .. z_L`` (L + 1 tensors of shape (N, width)) and, per sample,
+        the largest final forward residual over the layers (N,) (0 for theta = 0)."""
+        states = [self.embed(x)]
+        residual = torch.zeros(len(x), dtype=torch.float64)
+        for layer in self.layers:
+            z, res = implicit_step(layer, states[-1], self.theta, self.settings, self.stats)
+            states.append(z)
+            residual = torch.maximum(residual, res.cpu())
+        return states, residual
+
     def trajectory(self, x: Tensor) -> list[Tensor]:
         """Hidden states ``z_0 .. z_L`` (L + 1 tensors of shape (N, width))."""
-        states = [self.embed(x)]
-        for layer in self.layers:
-            states.append(
-                implicit_residual(layer, states[-1], self.theta, self.settings, self.stats)
-            )
-        return states
+        return self.solve(x)[0]
+
+    def converged(self, residual: Tensor) -> Tensor:
+        """Samples whose every forward solve reached the tolerance (from :meth:`solve`)."""
+        return residual <= self.settings.tol
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.trajectory(x)[-1])
 
-    def convergence_penalty(self, states: Sequence[Tensor], rate: float, iterations: int) -> Tensor:
-        """Sum over layers of :func:`convergence_penalty` at the layers' inputs ``states``."""
+    def convergence_penalty(
+        self, states: Sequence[Tensor], rate: float, iterations: int | None
+    ) -> Tensor:
+        """Sum over layers of :func:`convergence_penalty` at the layers' inputs ``states``
+        (``iterations`` None: over the whole plain solve, capped by the solver settings)."""
         return sum(
-            convergence_penalty(layer, z, self.theta, rate, iterations)
+            convergence_penalty(layer, z, self.theta, rate, iterations, self.settings)
             for layer, z in zip(self.layers, states, strict=False)
         )
 
@@ -425,7 +349,8 @@ class ImplicitResNet(nn.Module):
     def amplification(self, states: Sequence[Tensor]) -> Tensor:
         """Spectral radius of each layer's Jacobian ``dz_{l+1}/dz_l =
         (I - theta J_l(z_{l+1}))^{-1} (I + (1-theta) J_l(z_l))`` per sample: (L, N). Above 1:
-        the layer amplifies perturbations along some direction (unstable step)."""
+        the layer amplifies perturbations along some direction (unstable step). Valid only
+        where the layer's forward solve converged (:meth:`converged`)."""
         eye = torch.eye(states[0].shape[1], dtype=states[0].dtype)
         out = []
         for layer, z, y in zip(self.layers, states, states[1:], strict=False):
