@@ -56,6 +56,7 @@ def _positive(name: str, value: int, allow_zero: bool = False) -> None:
 
 
 def run_indices(args: argparse.Namespace) -> int:
+    from iterconv.analysis.adapters import iterconv_resnet_adapter
     from iterconv.analysis.indices import compute_indices, write_indices
     from iterconv.data.prepared import load_prepared, normalize
     from iterconv.train.device import resolve_device
@@ -70,7 +71,7 @@ def run_indices(args: argparse.Namespace) -> int:
     check_run_dataset(args.run, config, model.cfg, args.data, data)
     n = args.max_images or data.val_x.shape[0]
     result = compute_indices(
-        model,
+        iterconv_resnet_adapter(model, config.get("couple_from", 0)),
         data.val_x[:n],
         data.val_y[:n],
         multilabel=data.multilabel,

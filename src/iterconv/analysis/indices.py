@@ -1,5 +1,6 @@
 """Iterative convergence indices CI, RI, DI (paper section "Iterative convergence indices";
-DESIGN.md section 5) and their alternatives against the model's own predictions (appendix B).
+docs/analysis.md section 1) and their alternatives against the model's own predictions
+(appendix B).
 
 For stage s with B blocks, chance error e_c and unperturbed error e_f:
 
@@ -9,6 +10,8 @@ For stage s with B blocks, chance error e_c and unperturbed error e_f:
 
 A zero denominator gives NaN and a line in ``notes``. The network index is the plain mean over
 stages, NaN when any stage is NaN (a NaN is never silently averaged away).
+Any residual network enters through the adapter protocol of :mod:`iterconv.analysis.adapters`
+(stem, stages of residual blocks, transitions, head), which also holds the perturbation engine.
 The per-run JSON (schema ``iterconv.indices/2``, documented in docs/analysis.md) also holds the
 effective parameter count of the same weights, so that aggregating runs never loads a model.
 This module imports torch only when computing: :func:`read_indices` works without it.
@@ -29,8 +32,9 @@ from iterconv.io import write_text
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
-    from iterconv.models.resnet import ResNet
+    from iterconv.analysis.adapters import NetworkAdapter
 
 SCHEMA = "iterconv.indices/2"
 INDEX_NAMES = ("CI", "RI", "DI")
@@ -160,7 +164,7 @@ def _inference_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @_inference_mode
 def compute_indices(
-    model: ResNet,
+    model: nn.Module | NetworkAdapter,
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
@@ -175,7 +179,9 @@ def compute_indices(
     parameter count of its weights.
 
     Args:
-        model: the network; put in eval mode here (BN running statistics, fixed spectral bound).
+        model: the network, or an adapter describing it as stages of residual blocks
+            (:mod:`iterconv.analysis.adapters`; a module gets :func:`adapter_for`'s); put in
+            eval mode here (BN running statistics, fixed spectral bound).
         images: (N, C, H, W) images, already normalised floats unless ``prepare`` is given.
         labels: (N,) int64 class ids, or (N, classes) multi-hot for ``multilabel``.
         multilabel: Digitclutter-style targets (correct iff the top-n scores are the n digits).
@@ -189,20 +195,25 @@ def compute_indices(
         The ``iterconv.indices/2`` dict (NaN as float NaN; ``run`` set to None).
     """
     import torch
+    from torch import nn
 
-    from iterconv.analysis.epc import effective_parameter_count
-    from iterconv.analysis.perturb import KINDS, BlockCounter, perturb_batch
+    from iterconv.analysis import adapters
+    from iterconv.analysis.adapters import KINDS, BlockCounter
     from iterconv.train.metrics import loss_fn, mistakes, predictions
 
     start = time.perf_counter()
-    model.eval()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    n_images, num_classes = images.shape[0], model.cfg.num_classes
+    adapter = adapters.adapter_for(model) if isinstance(model, nn.Module) else model
+    adapter.module.eval()
+    if device is None:  # the parameters' device; the images' for a parameter-free network
+        param = next(iter(adapter.module.parameters()), None)
+        device = param.device if param is not None else images.device
+    device = torch.device(device)
+    n_images, num_classes = images.shape[0], adapter.num_classes
     if n_images == 0:
         raise ValueError("the validation set is empty")
     n_per_image = labels.sum(1) if multilabel else None
     e_chance = chance_error(num_classes, multilabel, n_per_image)
-    n_blocks = [len(stage.blocks) for stage in model.stages]
+    n_blocks = [len(blocks) for blocks in adapter.stages]
     sums = [_Sums({"readout": b - 1, "dropout": b, "extra": extra}) for b in n_blocks]
     final = {"error": 0.0, "loss": 0.0}
     counter = BlockCounter()
@@ -211,7 +222,7 @@ def compute_indices(
         xb = images[lo : lo + batch_size].to(device, non_blocking=True)
         xb = prepare(xb) if prepare is not None else xb
         yb = labels[lo : lo + batch_size].to(device)
-        logits, stages = perturb_batch(model, xb, extra, max_batch, counter)
+        logits, stages = adapters.perturb_batch(adapter, xb, extra, max_batch, counter)
         own = predictions(logits, multilabel, yb.sum(1) if multilabel else None)
         final["error"] += float(mistakes(logits, yb, multilabel).sum())
         final["loss"] += float(loss_fn(logits, yb, multilabel)) * xb.shape[0]
@@ -258,6 +269,9 @@ def compute_indices(
         if math.isnan(network[name]):
             notes.append(f"network {name}: NaN because a stage index is NaN")
     naive = naive_block_evaluations(n_blocks, extra)
+    epc = adapter.epc()
+    if math.isnan(epc["epc"]):
+        notes.append("epc: NaN because the blocks of a stage differ in their parameters")
     return {
         "schema": SCHEMA,
         "run": None,
@@ -276,7 +290,7 @@ def compute_indices(
             "downsampling": counter.downsampling / n_images,
             "naive_total": naive,
         },
-        "epc": effective_parameter_count(model),
+        "epc": epc,
         "notes": notes,
         "seconds": time.perf_counter() - start,
     }

@@ -20,7 +20,11 @@ def register(sub) -> None:
     p.add_argument("--n-val", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=32, help="must divide 512")
-    p.add_argument("--font", default=None, help="TrueType/OpenType font (default: the shipped Nimbus Sans Bold)")
+    p.add_argument(
+        "--font",
+        default=None,
+        help="TrueType/OpenType font (default: the shipped Nimbus Sans Bold)",
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--name", default=None, help="name in the manifest (default: --out's name)")
     p.add_argument("--contact-sheet", type=Path, default=None, help="also save a PNG of examples")
