@@ -367,7 +367,7 @@ def test_invalid_params_are_rejected_naming_the_key_and_what_is_allowed(case):
 def test_every_preset_of_params_yaml_validates():
     for name in PARAMS["presets"]:
         validate_params(with_preset(name))
-    assert len(expand_runs(with_preset("paper"))) == 1206
+    assert len(expand_runs(with_preset("paper"))) == 1209
 
 
 def test_the_papers_largest_runs_fit_with_room():

@@ -19,7 +19,7 @@ def test_preset_sizes():
     assert len(expand_runs(with_preset("demo"))) == 10
     assert len(expand_runs(with_preset("micro"))) == 5
     paper = expand_runs(with_preset("paper"))
-    assert len(paper) == 1206
+    assert len(paper) == 1209
     main = [r for r in paper.values() if r.sweep == "cifar10_main"]
     assert len(main) == 3 * 4 * 5 * 3  # variants x widths x couplings x seeds
 
@@ -175,6 +175,6 @@ def test_paper_dry_run_job_count(tmp_path):
     result = snakemake(workflow_copy(tmp_path), "-n", "--config", "preset=paper")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = planned_jobs(result)
-    assert jobs["train_run"] == 1206 and jobs["compute_indices"] == 1206
+    assert jobs["train_run"] == 1209 and jobs["compute_indices"] == 1209
     assert jobs["prepare_dataset"] == 12  # every dataset but the demo/micro ones
     assert jobs["run_toy"] == 1 and jobs["collect_tables"] == 1
