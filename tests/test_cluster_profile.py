@@ -24,11 +24,13 @@ def jobs(tmp_path_factory) -> list[dict]:
     group and resources."""
     work = workflow_copy(tmp_path_factory.mktemp("profile"))
     set_preset(work, "micro")
-    result = snakemake(work, "-n", "--profile", "workflow/profiles/slurm")
+    # --quiet host: print every job (the profiles print only summaries)
+    result = snakemake(work, "-n", "--profile", "workflow/profiles/slurm", "--quiet", "host")
     assert result.returncode == 0, result.stderr[-2000:]
     local = set(re.search(r"^localrules:\n((?:    \w+,\n)+)", SNAKEFILE, re.M).group(1).split())
     parsed = []
-    for block in re.split(r"\n\s*\n", result.stdout):
+    # a job's block ends at a blank line or at the next job's timestamp line
+    for block in re.split(r"\n\s*\n|\n(?=\[\w{3} \w{3} )", result.stdout):
         head = re.search(r"^( *)rule (\w+):", block, re.M)
         if head is None:
             continue
