@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from test_analysis_indices import make_model
 from torch import nn
 from torchvision.models import VisionTransformer, resnet18, resnet34
 from torchvision.models.convnext import CNBlock, CNBlockConfig, ConvNeXt
@@ -23,8 +24,6 @@ from iterconv.analysis.adapters import (
 )
 from iterconv.analysis.indices import compute_indices, read_indices
 from iterconv.cli import main
-from iterconv.models.resnet import ModelConfig, ResNet
-from iterconv.models.van import SkipGate
 from iterconv.train.metrics import loss_fn, mistakes, predictions
 
 # ---------------------------------------------------------------- the engine before adapters
@@ -100,32 +99,6 @@ def legacy_perturb_batch(model, images, extra, max_rows, counter):
     return model.head(z), results
 
 
-def project_resnet(variant, stages, blocks, seed=0):
-    torch.manual_seed(seed)
-    cfg = ModelConfig(
-        in_channels=1,
-        num_classes=10,
-        image_size=8,
-        width=4,
-        stages=stages,
-        blocks=blocks,
-        variant=variant,
-        mu=0.9,
-    )
-    model = ResNet(cfg).double()
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(16, 1, 8, 8, dtype=torch.float64) * 2 + 0.5)
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-            if isinstance(m, SkipGate):
-                m.alpha.uniform_(0.0, 1.0)
-    return model.eval()
-
-
 def bitwise_equal(a, b, path="result"):
     """Same structure, same values to the bit (NaN equals NaN)."""
     if isinstance(a, dict):
@@ -153,7 +126,7 @@ def bitwise_equal(a, b, path="result"):
     ],
 )
 def test_project_resnet_bitwise_as_before(variant, stages, blocks, multilabel, monkeypatch):
-    model = project_resnet(variant, stages, blocks)
+    model = make_model(variant, stages, blocks)
     g = torch.Generator().manual_seed(1)
     images = torch.randn(30, 1, 8, 8, generator=g, dtype=torch.float64)
     if multilabel:
@@ -459,7 +432,7 @@ def identity_case(name):
     its input."""
     if name.startswith("project"):
         variant, stages = ("standard", 2) if name == "project resnet" else ("pcr", 1)
-        model = project_resnet(variant, stages, 3)
+        model = make_model(variant, stages, 3)
         with torch.no_grad():
             for stage in model.stages:
                 for block in stage.blocks:

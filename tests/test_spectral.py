@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import synthetic
 
-from iterconv.data.prepared import PreparedDataset
 from iterconv.models import ModelConfig, ResNet, spectral
 from iterconv.models.resnet import Block
 from iterconv.models.spectral import (
@@ -222,33 +222,6 @@ def test_record_bounds_updates_weights_not_model():
 # -- a briefly trained network honours mu ----------------------------------------------------
 
 
-def synthetic_data(n_train: int = 96, n_val: int = 48) -> PreparedDataset:
-    """8x8 one-channel images whose class brightens one quadrant (4 classes)."""
-    gen = torch.Generator().manual_seed(0)
-
-    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.randint(0, 4, (n,), generator=gen)
-        x = torch.randint(0, 60, (n, 1, 8, 8), generator=gen, dtype=torch.uint8)
-        for i, c in enumerate(y.tolist()):
-            r, q = divmod(c, 2)
-            x[i, 0, 4 * r : 4 * r + 4, 4 * q : 4 * q + 4] += 180
-        return x, y
-
-    (tx, ty), (vx, vy) = split(n_train), split(n_val)
-    return PreparedDataset(
-        train_x=tx,
-        train_y=ty,
-        val_x=vx,
-        val_y=vy,
-        mean=torch.tensor([0.3]),
-        std=torch.tensor([0.3]),
-        num_classes=4,
-        multilabel=False,
-        augment="none",
-        manifest={},
-    )
-
-
 @pytest.fixture(scope="module", params=["icr", "pcr"])
 def trained_run(request, tmp_path_factory):
     cfg = RunConfig(
@@ -264,7 +237,7 @@ def trained_run(request, tmp_path_factory):
         seed=1,
     )
     out = tmp_path_factory.mktemp(request.param)
-    metrics = train_run(cfg, synthetic_data(), out, torch.device("cpu"), log=lambda msg: None)
+    metrics = train_run(cfg, synthetic(), out, torch.device("cpu"), log=lambda msg: None)
     return out, metrics
 
 
