@@ -27,6 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    tmp.chmod(0o666 & ~_umask())  # an ordinary file once renamed (mkstemp makes it 0600)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -103,9 +104,7 @@ def replace_dir(target: str | os.PathLike, owned: Owned) -> Iterator[Path]:
     check_replaceable(target, owned)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # an ordinary directory once swapped in (mkdtemp makes it 0700)
+    tmp.chmod(0o777 & ~_umask())  # an ordinary directory once swapped in (mkdtemp makes it 0700)
     try:
         yield tmp
         check_replaceable(target, owned)  # nothing foreign arrived meanwhile
@@ -131,3 +130,10 @@ def _fsync_tree(root: Path) -> None:
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
+
+
+def _umask() -> int:
+    """The process's file creation mask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
