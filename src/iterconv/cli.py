@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from iterconv.errors import UserError  # re-exported: the command modules raise it
+
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
     "iterconv.data.cli",
@@ -30,10 +32,6 @@ COMMAND_MODULES = (
     "iterconv.pipeline.status",
     "iterconv.families.cli",
 )
-
-
-class UserError(Exception):
-    """An error caused by input (paths, parameters, files): reported as one line."""
 
 
 class Parser(argparse.ArgumentParser):

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iterconv.cli import UserError
 from iterconv.data.store import SPLIT_FILES
+from iterconv.errors import UserError
 from iterconv.io import sha256
 
 # Keys of manifest.json that loading needs; "files" maps each split file to its sha256.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iterconv.cli import UserError
+from iterconv.errors import UserError
 from iterconv.io import sha256, write_json
 
 SPLIT_FILES = ("train.npz", "val.npz")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iterconv.cli import UserError
+from iterconv.errors import UserError
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"

@@ -81,13 +81,6 @@ def expand_families(params: dict[str, Any]) -> dict[str, dict[str, Job]]:
     return jobs
 
 
-def family_datasets(params: dict[str, Any]) -> set[str]:
-    """Dataset names the selected preset's family jobs read."""
-    return {
-        ds for jobs in expand_families(params).values() for j in jobs.values() for ds in j.datasets
-    }
-
-
 def family_figures() -> dict[str, tuple[str, str]]:
     """``{figure name: (family, caption)}`` over every family."""
     out: dict[str, tuple[str, str]] = {}

@@ -1,5 +1,5 @@
 """The workflow's Python side: params validation, grid expansion, tables, planning."""
 
+from iterconv.errors import ParamsError
 
-class ParamsError(ValueError):
-    """An invalid params.yaml: the message names the key and what is allowed."""
+__all__ = ["ParamsError"]

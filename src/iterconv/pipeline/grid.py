@@ -242,12 +242,3 @@ def check_dataset(name: str, spec: dict[str, Any]) -> None:
             f"{where}.n_digits: {digits!r} is not allowed; must be an integer from 1 to 10 or "
             'a range "lo-hi" of such integers with lo <= hi, e.g. "2-5"'
         )
-
-
-def datasets_used(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The dataset specs the selected preset's runs and family jobs need, by name."""
-    from iterconv.families.registry import family_datasets
-
-    names = sorted({run.config.dataset for run in expand_runs(params).values()})
-    names = sorted({*names, *family_datasets(params)})
-    return {name: params["datasets"][name] for name in names}

@@ -220,14 +220,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def job_counts(params: dict[str, Any], n_runs: int) -> dict[str, int]:
-    from iterconv.families.registry import expand_families, family_figures
-    from iterconv.pipeline.grid import datasets_used, expand_runs
+    from iterconv.families.registry import family_figures
     from iterconv.pipeline.targets import figure_names
+    from iterconv.pipeline.units import preset_units
 
-    families = expand_families(params)
+    units = preset_units(params)
+    families = units.jobs
     family_figs = [f for f, (name, _caption) in family_figures().items() if name in families]
     return {
-        "prepare_dataset": len(datasets_used(params)),
+        "prepare_dataset": len(units.datasets),
         "train_run": n_runs,
         "compute_indices": n_runs,
         "run_toy": 1,
@@ -235,7 +236,7 @@ def job_counts(params: dict[str, Any], n_runs: int) -> dict[str, int]:
         "run_family_job": sum(len(jobs) for jobs in families.values()),
         "collect_family_tables": len(families),
         "check_claims": 1,
-        "plot_figure": len(figure_names(expand_runs(params))) + len(family_figs),
+        "plot_figure": len(figure_names(units.runs)) + len(family_figs),
     }
 
 

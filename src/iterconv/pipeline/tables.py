@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from iterconv.analysis.indices import IndicesError, read_indices
-from iterconv.cli import UserError
+from iterconv.errors import UserError
 from iterconv.io import ForeignEntryError, check_replaceable, replace_dir, sha256, write_json
 
 INDEX_KEYS = ("CI", "RI", "DI", "CI_alt", "RI_alt", "DI_alt")

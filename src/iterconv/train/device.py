@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from iterconv.cli import UserError
+from iterconv.errors import UserError
 
 if TYPE_CHECKING:
     import torch
