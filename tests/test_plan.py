@@ -93,7 +93,7 @@ def test_job_counts_and_totals_of_the_presets(capsys):
     demo = plan(with_preset("demo"), args())
     assert demo["runs"] == 10 and demo["jobs"]["train_run"] == 10
     assert demo["jobs"]["compute_indices"] == 10 and demo["jobs"]["prepare_dataset"] == 2
-    assert demo["jobs"]["run_family_job"] == 14 + 16 + 8  # shortcut, implicit, van
+    assert demo["jobs"]["run_family_job"] == 26 + 16 + 8  # shortcut, implicit, van
     assert demo["epochs"] == 10 * 5
     # demo: 3 x 4 width 8, Digitclutter 1 x 32 x 32, 3072 images (48 batches of 64)
     per_run = 3 * forward_flops(8, 3, 4, 1, 32, 10) * 3072 * 5

@@ -152,24 +152,45 @@ def test_warmup_avoids_the_trap_from_an_adversarial_start():
 def test_expand_job_ids_and_configs():
     jobs = sc.expand(MICRO)
     assert list(jobs) == [
-        "shortcut_k9_ssw_s0",
-        "shortcut_k9_plain_s0",
-        "shortcut_k9_cnn_s0",
-        "shortcut_k16_ssw_s0",
-        "shortcut_k16_plain_s0",
-        "shortcut_k16_cnn_s0",
-        "shortcut_path_k9_ssw_s0",
-        "shortcut_path_k9_plain_s0",
-    ]
+        f"shortcut_k{k}_{m}_{ball}_s0"
+        for k in (9, 16)
+        for m in ("ssw", "plain", "cnn")
+        for ball in ("theory", "calibrated")
+    ] + ["shortcut_path_k9_ssw_s0", "shortcut_path_k9_plain_s0"]
     assert json.loads(json.dumps(jobs)) == jobs
-    assert jobs["shortcut_k16_cnn_s0"]["trials"] == 40
+    assert jobs["shortcut_k16_cnn_theory_s0"]["trials"] == 40
     assert jobs["shortcut_path_k9_ssw_s0"]["trials"] == 1
     default = sc.expand({})
-    assert len(default) == 7 * 3 + 2 and "shortcut_k100_plain_s0" in default
-    assert list(sc.expand({"ks": [25], "methods": ["cnn"], "paths": False, "seed": 3})) == [
-        "shortcut_k25_cnn_s3"
+    assert len(default) == 7 * 3 * 2 + 2 and "shortcut_k100_plain_calibrated_s0" in default
+    one = {"ks": [25], "methods": ["cnn"], "paths": False, "seed": 3, "sensitivity": []}
+    assert list(sc.expand(one)) == ["shortcut_k25_cnn_theory_s3"]
+    assert list(sc.expand({**one, "ball": "calibrated", "sensitivity": ["calibrated"]})) == [
+        "shortcut_k25_cnn_calibrated_s3"
     ]
-    assert sc.datasets(jobs["shortcut_k9_ssw_s0"]) == []
+    assert sc.datasets(jobs["shortcut_k9_ssw_theory_s0"]) == []
+
+
+def test_both_balls_recorded_with_their_radii():
+    jobs = sc.expand({**MICRO, "a_sum": 2.0, "a_norm": 1.5})
+    for k in (9, 16):
+        for m in ("ssw", "plain", "cnn"):
+            theory = jobs[f"shortcut_k{k}_{m}_theory_s0"]
+            calibrated = jobs[f"shortcut_k{k}_{m}_calibrated_s0"]
+            assert (theory["ball"], calibrated["ball"]) == ("theory", "calibrated")
+            teacher = tl.make_teacher(k, 16, math.pi / 3, 2.0, 1.5)
+            assert theory["a0_radius"] == pytest.approx(abs(teacher.a.sum()) / math.sqrt(k))
+            assert theory["a0_radius"] == pytest.approx(tl.theory_radius(teacher))
+            assert calibrated["a0_radius"] == 8.0  # the calibrated radius, as before
+    assert sc.expand({"a0_radius": 4.0})["shortcut_k16_plain_calibrated_s0"]["a0_radius"] == 4.0
+    # Figure 5 keeps its start on the calibrated ball's boundary.
+    assert jobs["shortcut_path_k9_plain_s0"]["a0_radius"] == 8.0
+
+
+def test_family_run_accepts_the_jobs_of_both_balls():
+    from iterconv.families.cli import check_job_config
+
+    for config in sc.expand(MICRO).values():
+        check_job_config("shortcut", sc, config)
 
 
 @pytest.mark.parametrize(
@@ -188,6 +209,11 @@ def test_expand_job_ids_and_configs():
         ({"paths": "yes"}, "families.shortcut.paths"),
         ({"a_sum": 10.0, "a_norm": 1.0}, "families.shortcut.a_norm"),
         ({"seed": True}, "families.shortcut.seed"),
+        ({"ball": "paper"}, "families.shortcut.ball"),
+        ({"ball": ["theory"]}, "families.shortcut.ball"),
+        ({"sensitivity": ["huge"]}, "families.shortcut.sensitivity"),
+        ({"sensitivity": "calibrated"}, "families.shortcut.sensitivity"),
+        ({"a_sum": 0.0}, "families.shortcut.a_sum"),
     ],
 )
 def test_expand_rejects_malformed_specs(spec, key):
@@ -206,16 +232,25 @@ def test_micro_end_to_end(tmp_path):
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
     tables = {name: pd.read_csv(tmp_path / f"{name}.csv") for name in tables}
     success = tables["success"]
-    assert len(success) == 6 and set(tables["paths"]["method"]) == {"ssw", "plain"}
+    assert len(success) == 12 and set(tables["paths"]["method"]) == {"ssw", "plain"}
+    assert set(success["ball"]) == {"theory", "calibrated"}
     assert (success.loc[success["method"] == "ssw", "success_rate"] == 1.0).all()
-    assert "| ResNet w/ SSW (rebuilt) |" in sc.table1_markdown(success)
+    assert "| ResNet w/ SSW (theory ball) |" in sc.table1_markdown(success)
+    summary = sc.summary(tables)
+    theory_part, calibrated_part = summary.split("Sensitivity analysis")
+    assert "| ResNet w/o SSW (theory ball) |" in theory_part and "calibrated" not in theory_part
+    assert sc.CALIBRATED_LABEL in calibrated_part
+    assert "| ResNet w/o SSW (calibrated ball) |" in calibrated_part
     for _caption, build in sc.FIGURES.values():
         fig = build(tables)
         assert isinstance(fig, Figure) and fig.axes
         fig.clear()
-    verdicts = {c.id: c.verdict for c in sc.claims(tables, np.random.default_rng(0))}
-    assert verdicts["shortcut_ssw_always"] == SUPPORTED
-    assert verdicts["shortcut_paths"] == SUPPORTED
+    checked = {c.id: c for c in sc.claims(tables, np.random.default_rng(0))}
+    assert checked["shortcut_ssw_always"].verdict == SUPPORTED
+    assert checked["shortcut_ssw_always_calibrated"].verdict == SUPPORTED
+    assert checked["shortcut_paths"].verdict == SUPPORTED
+    assert "independent evidence" in checked["shortcut_plain_k_trend"].note
+    assert sc.CALIBRATED_LABEL in checked["shortcut_plain_k_trend_calibrated"].note
 
 
 def test_empty_tables_give_placeholders_and_no_data():
@@ -228,7 +263,7 @@ def test_empty_tables_give_placeholders_and_no_data():
 
 def test_claims_can_be_contradicted():
     rows = [
-        {"k": k, "method": m, "trials": 1000, "n_global": n}
+        {"k": k, "method": m, "ball": "theory", "trials": 1000, "n_global": n}
         for k in (16, 100)
         for m, n in (("ssw", 900 if k == 16 else 700), ("plain", 990), ("cnn", 995))
     ]

@@ -126,7 +126,7 @@ def test_nothing_built(tmp_path: Path, units: Units) -> None:
         "micro_variants": {"done": 0, "running": 0, "failed": 0, "stopped": 0, "pending": 1},
     }
     assert st.datasets == (0, 2) and st.analyses == (0, 5)
-    assert st.families == {"implicit": (0, 6), "shortcut": (0, 8), "van": (0, 16)}
+    assert st.families == {"implicit": (0, 6), "shortcut": (0, 14), "van": (0, 16)}
 
 
 def test_partly_built(tmp_path: Path, units: Units) -> None:

@@ -16,7 +16,10 @@ Spec (``families.shortcut`` of a preset; every key optional, defaults in ``DEFAU
     angle: 1.0471975512     # angle(v*, shortcut) in radians; pi/3 <=> |w*| = 1
     a_sum: 1.0              # 1'a* of the teacher
     a_norm: 1.0             # |a*| of the teacher
-    a0_radius: 8.0          # a0 uniform in the ball B(0, a0_radius)
+    ball: theory            # ball of initial a for the experiment: theory = B(0, |1'a*|/sqrt(k))
+                            # (theorem 2), calibrated = B(0, a0_radius)
+    sensitivity: [calibrated]  # further balls, run as a labelled sensitivity analysis
+    a0_radius: 8.0          # radius of the calibrated ball (and of Figure 5's start)
     eta: 0.1                # step size of a, and of w after (or without) the warm-up
     eta_w_warmup: 0.001     # step size of w during the warm-up
     warmup_steps: 1000      # warm-up iterations
@@ -42,12 +45,14 @@ from matplotlib.figure import Figure
 from iterconv.figures.shortcut import plot_paths, plot_success
 from iterconv.io import write_json
 from iterconv.models.two_layer import (
+    BALLS,
     METHODS,
     GDConfig,
     gradient_descent,
     initial_points,
     make_teacher,
     shortcut,
+    theory_radius,
 )
 from iterconv.pipeline import ParamsError
 from iterconv.report import stats
@@ -72,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "angle": math.pi / 3,
     "a_sum": 1.0,
     "a_norm": 1.0,
+    "ball": "theory",
+    "sensitivity": ["calibrated"],
     "a0_radius": 8.0,
     "eta": 0.1,
     "eta_w_warmup": 0.001,
@@ -94,6 +101,7 @@ PAPER_TABLE1: dict[str, dict[int, float]] = {
     ),
 }
 METHOD_LABELS = {"ssw": "ResNet w/ SSW", "plain": "ResNet w/o SSW", "cnn": "CNN"}
+CALIBRATED_LABEL = "calibrated to the paper's k = 16 rate, not independent evidence"
 _PATH_METHODS = ("ssw", "plain")
 _MAX_K = 4096  # guards against typos that would allocate huge arrays
 
@@ -120,8 +128,9 @@ def _float(spec: Mapping, key: str, low: float | None = None, high: float | None
 
 
 def expand(spec: Mapping[str, Any]) -> dict[str, dict]:
-    """The ``families.shortcut`` spec -> ``{job_id: config}``: one Table 1 job per (k, method)
-    (``shortcut_k16_ssw_s0``) and, with ``paths``, one Figure 5 job per warm-up setting
+    """The ``families.shortcut`` spec -> ``{job_id: config}``: one Table 1 job per (k, method,
+    ball) (``shortcut_k16_ssw_theory_s0``; ``a0_radius`` is the job's radius) and, with
+    ``paths``, one Figure 5 job per warm-up setting
     (``shortcut_path_k16_ssw_s0``). Raises :class:`ParamsError` naming the key."""
     if not isinstance(spec, Mapping):
         raise ParamsError("families.shortcut: must be a mapping of settings")
@@ -140,6 +149,15 @@ def expand(spec: Mapping[str, Any]) -> dict[str, dict]:
         raise ParamsError(f"families.shortcut.methods: a non-empty list from {list(METHODS)}")
     if len(set(methods)) != len(methods):
         raise ParamsError(f"families.shortcut.methods: values must be unique, got {methods}")
+    if s["ball"] not in BALLS:
+        raise ParamsError(f"families.shortcut.ball: one of {list(BALLS)}, got {s['ball']!r}")
+    extra = s["sensitivity"]
+    if not isinstance(extra, list) or not set(extra) <= set(BALLS):
+        raise ParamsError(
+            f"families.shortcut.sensitivity: a list from {list(BALLS)}, got {extra!r}"
+        )
+    # The experiment's ball first; listing it under sensitivity as well adds nothing.
+    balls = [s["ball"], *dict.fromkeys(b for b in extra if b != s["ball"])]
     if not isinstance(s["paths"], bool):
         raise ParamsError(f"families.shortcut.paths: must be true or false, got {s['paths']!r}")
     base = {
@@ -170,16 +188,31 @@ def expand(spec: Mapping[str, Any]) -> dict[str, dict]:
             f"families.shortcut.eta: {base['eta']} makes GD on a diverge for k={max(ks)}; "
             "need eta < 4 pi / (k + pi - 1)"
         )
+    if "theory" in balls and base["a_sum"] == 0:
+        raise ParamsError(
+            "families.shortcut.a_sum: the theory ball (radius |a_sum|/sqrt(k)) needs != 0"
+        )
     seed = base["seed"]
-    jobs = {
-        f"shortcut_k{k}_{m}_s{seed}": {"kind": "table", "k": k, "method": m, **base}
-        for k in ks
-        for m in methods
-    }
+    jobs = {}
+    for k in ks:
+        teacher = make_teacher(k, base["p"], base["angle"], base["a_sum"], base["a_norm"])
+        radius = {"theory": theory_radius(teacher), "calibrated": base["a0_radius"]}
+        for m in methods:
+            for ball in balls:
+                jobs[f"shortcut_k{k}_{m}_{ball}_s{seed}"] = {
+                    "kind": "table",
+                    "k": k,
+                    "method": m,
+                    **base,
+                    "ball": ball,
+                    "a0_radius": radius[ball],
+                }
     if s["paths"]:
+        # Figure 5 starts on the calibrated ball's boundary, whatever the balls.
         for m in _PATH_METHODS:
             jobs[f"shortcut_path_k{path_k}_{m}_s{seed}"] = {
                 **base,
+                "ball": "calibrated",
                 "kind": "path",
                 "k": path_k,
                 "method": m,
@@ -265,6 +298,9 @@ def collect(results: dict[str, dict]) -> dict[str, pd.DataFrame]:
                 "job": job_id,
                 "k": cfg["k"],
                 "method": cfg["method"],
+                # Results from before the ball was recorded all used the calibrated radius.
+                "ball": cfg.get("ball", "calibrated"),
+                "a0_radius": cfg["a0_radius"],
                 "p": cfg["p"],
                 "trials": n,
                 "n_global": res["n_global"],
@@ -277,7 +313,7 @@ def collect(results: dict[str, dict]) -> dict[str, pd.DataFrame]:
                 "paper_success_rate": PAPER_TABLE1[cfg["method"]].get(cfg["k"], math.nan),
             }
         )
-    success_cols = ["job", "k", "method", "p", "trials", "n_global", "n_spurious"]
+    success_cols = ["job", "k", "method", "ball", "a0_radius", "p", "trials", "n_global"]
     path_cols = ["job", "k", "method", "step", "phi", "w_err", "a_err", "a_bar_err", "a_dot"]
     return {
         "success": pd.DataFrame(rows, columns=None if rows else success_cols),
@@ -295,16 +331,29 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _ball_rows(success: pd.DataFrame, ball: str) -> pd.DataFrame:
+    """The rows of one initialisation ball (none if the table does not record the ball)."""
+    if "ball" not in success:
+        return success.iloc[0:0]
+    return success[success["ball"] == ball]
+
+
 def table1_markdown(success: pd.DataFrame, paper: bool = True) -> str:
-    """The rebuilt Table 1 as markdown (methods x k), with the paper's rows below if asked."""
+    """The rebuilt Table 1 as markdown (one row per method and ball, columns k), with the
+    paper's rows below if asked."""
     if success.empty:
         return "(no Table 1 jobs)\n"
     ks = sorted(success["k"].unique())
+    present = set(success["ball"]) if "ball" in success else set()
+    balls = [b for b in BALLS if b in present] or [None]
     lines = ["| | " + " | ".join(str(k) for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for method in [m for m in METHODS if m in set(success["method"])]:
-        rates = success[success["method"] == method].set_index("k")["success_rate"]
-        cells = [f"{rates[k]:.4f}" if k in rates else "" for k in ks]
-        lines.append(f"| {METHOD_LABELS[method]} (rebuilt) | " + " | ".join(cells) + " |")
+        for ball in balls:
+            rows = success if ball is None else _ball_rows(success, ball)
+            rates = rows[rows["method"] == method].set_index("k")["success_rate"]
+            cells = [f"{rates[k]:.4f}" if k in rates else "" for k in ks]
+            label = f"{METHOD_LABELS[method]} ({ball or 'rebuilt'}{' ball' if ball else ''})"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         if paper:
             paper_rates = PAPER_TABLE1[method]
             cells = [f"{paper_rates[k]:.4f}" if k in paper_rates else "" for k in ks]
@@ -313,8 +362,25 @@ def table1_markdown(success: pd.DataFrame, paper: bool = True) -> str:
 
 
 def summary(tables: dict[str, pd.DataFrame]) -> str:
-    """The claims report's section header: the rebuilt Table 1 beside the paper's."""
-    return "Table 1, success rates:\n\n" + table1_markdown(tables.get("success", pd.DataFrame()))
+    """The claims report's section header: the rebuilt Table 1 beside the paper's, the theory
+    ball as the experiment and the calibrated ball as a labelled sensitivity analysis."""
+    success = tables.get("success", pd.DataFrame())
+    if success.empty or "ball" not in success:
+        return "Table 1, success rates:\n\n" + table1_markdown(success)
+    out = []
+    theory, calibrated = _ball_rows(success, "theory"), _ball_rows(success, "calibrated")
+    if not theory.empty:
+        out.append(
+            "Table 1, success rates, the experiment: a0 uniform in the ball of theorem 2, "
+            "radius |1'a*|/sqrt(k) (independent evidence):\n\n" + table1_markdown(theory)
+        )
+    if not calibrated.empty:
+        radius = ", ".join(f"{r:g}" for r in sorted(calibrated["a0_radius"].unique()))
+        out.append(
+            f"Sensitivity analysis, a0 uniform in the calibrated ball, radius {radius} for "
+            f"every k ({CALIBRATED_LABEL}):\n\n" + table1_markdown(calibrated)
+        )
+    return "\n".join(out)
 
 
 # --- figures -----------------------------------------------------------------------------
@@ -452,11 +518,43 @@ def _paths_claim(paths: pd.DataFrame) -> ClaimResult:
     return base
 
 
+_BALL_NOTES = {
+    "theory": "Theory ball (radius |1'a*|/sqrt(k), theorem 2): independent evidence, no "
+    "setting fitted to Table 1.",
+    "calibrated": "Calibrated ball (fixed radius a0_radius for every k): "
+    + CALIBRATED_LABEL
+    + "; the rise with k follows from the fixed radius.",
+}
+
+
+def _with_ball(claim: ClaimResult, ball: str) -> ClaimResult:
+    """Tag a claim with its ball: the calibrated ones get an ``_calibrated`` id suffix."""
+    if ball != "theory":
+        claim.id = f"{claim.id}_{ball}"
+        claim.claim = f"[{ball} ball, sensitivity analysis] {claim.claim}"
+    claim.note = " ".join(filter(None, [_BALL_NOTES[ball], claim.note]))
+    return claim
+
+
 def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list[ClaimResult]:
-    """The paper's claims on the ``success`` and ``paths`` tables."""
+    """The paper's claims on the ``success`` and ``paths`` tables: the Table 1 claims once on
+    the theory ball (the evidence) and once on the calibrated ball (``*_calibrated``)."""
     success = tables.get("success", pd.DataFrame())
-    if success.empty:
-        success = pd.DataFrame(columns=["k", "method", "n_global", "trials"])
+    if success.empty or "ball" not in success:
+        success = pd.DataFrame(columns=["k", "method", "ball", "n_global", "trials"])
+    out = []
+    for ball in BALLS:
+        out += [_with_ball(c, ball) for c in _table_claims(_ball_rows(success, ball), rng)]
+    path_claim = _paths_claim(tables.get("paths", pd.DataFrame()))
+    path_claim.note += (
+        " The start a0 = -a0_radius a*/|a*| lies on the calibrated ball's boundary (the "
+        "paper's start is lost): the path illustrates the trap, not how often it occurs."
+    )
+    return [*out, path_claim]
+
+
+def _table_claims(success: pd.DataFrame, rng: np.random.Generator) -> list[ClaimResult]:
+    """The Table 1 claims on the rows of one ball."""
     out = [_ssw_always(success, rng)]
     out.append(
         _difference_claim(
@@ -485,5 +583,4 @@ def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list[Cl
             rng,
         )
     )
-    out.append(_paths_claim(tables.get("paths", pd.DataFrame())))
     return out

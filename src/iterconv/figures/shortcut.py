@@ -14,6 +14,11 @@ from iterconv.figures.style import log_axes, placeholder, style_ax
 # Okabe-Ito colours, one per method.
 METHOD_COLORS = {"ssw": "#0072B2", "plain": "#D55E00", "cnn": "#009E73"}
 METHOD_LABELS = {"ssw": "ResNet w/ SSW", "plain": "ResNet w/o SSW", "cnn": "CNN (Du et al.)"}
+# Line style and marker face per initialisation ball (None: the line colour).
+BALL_STYLES: dict[str, tuple[str, str | None]] = {
+    "theory": ("-o", None),
+    "calibrated": (":s", "white"),
+}
 PATH_TITLES = {"ssw": "GD with step-size warm-up", "plain": "GD without warm-up"}
 ERROR_LABELS = {
     "w_err": r"$\|w_t - w^*\|$",
@@ -27,8 +32,9 @@ def plot_success(
     paper: Mapping[str, Mapping[int, float]] | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Success rate against k per method (markers, 95% interval bars from ``ci_low`` and
-    ``ci_high``); ``paper``: {method: {k: rate}} drawn as faint dashed lines."""
+    """Success rate against k per method and ball (solid: theory ball, dotted with open
+    markers: calibrated ball; 95% interval bars from ``ci_low`` and ``ci_high``);
+    ``paper``: {method: {k: rate}} drawn as faint dashed lines."""
     if ax is None:
         fig = Figure(figsize=(5, 3.4), layout="constrained")
         ax = fig.subplots()
@@ -36,21 +42,28 @@ def plot_success(
     if success.empty:
         placeholder(ax, "no Table 1 jobs in this preset")
         return fig
+    balls = [b for b in BALL_STYLES if b in set(success["ball"])] if "ball" in success else [""]
     for method in [m for m in METHOD_COLORS if m in set(success["method"])]:
-        df = success[success["method"] == method].sort_values("k")
         color = METHOD_COLORS[method]
-        yerr = [df["success_rate"] - df["ci_low"], df["ci_high"] - df["success_rate"]]
-        ax.errorbar(
-            df["k"],
-            df["success_rate"],
-            yerr=yerr,
-            fmt="-o",
-            color=color,
-            markersize=4,
-            capsize=2,
-            linewidth=1.4,
-            label=METHOD_LABELS[method],
-        )
+        for ball in balls:
+            df = success[success["method"] == method]
+            df = (df[df["ball"] == ball] if ball else df).sort_values("k")
+            if df.empty:
+                continue
+            yerr = [df["success_rate"] - df["ci_low"], df["ci_high"] - df["success_rate"]]
+            fmt, face = BALL_STYLES.get(ball, ("-o", color))
+            ax.errorbar(
+                df["k"],
+                df["success_rate"],
+                yerr=yerr,
+                fmt=fmt,
+                color=color,
+                markerfacecolor=face,
+                markersize=4,
+                capsize=2,
+                linewidth=1.4,
+                label=METHOD_LABELS[method] + (f", {ball} ball" if ball else ""),
+            )
         if paper and method in paper:
             ks = sorted(paper[method])
             ax.plot(ks, [paper[method][k] for k in ks], "--", color=color, alpha=0.45)

@@ -32,6 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 METHODS = ("ssw", "plain", "cnn")  # ResNet with step-size warm-up, ResNet without, plain CNN
+# Balls of initial a: the theorem's radius |1'a*|/sqrt(k), or a fixed radius calibrated to
+# the paper's no-warm-up rate at k = 16 (a sensitivity analysis, not independent evidence).
+BALLS = ("theory", "calibrated")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ def make_teacher(k: int, p: int, angle: float, a_sum: float, a_norm: float) -> T
     v = np.cos(angle) * shortcut(p) + np.sin(angle) * _zero_sum_direction(p)
     a = np.full(k, a_sum / k) + np.sqrt(a_norm**2 - mean_part) * _zero_sum_direction(k)
     return Teacher(v=v, a=a)
+
+
+def theory_radius(teacher: Teacher) -> float:
+    """Radius ``|1'a*| / sqrt(k)`` of the initialisation ball of theorem 2 (``1`` all ones)."""
+    return float(abs(teacher.a.sum()) / np.sqrt(teacher.a.size))
 
 
 def relu_kernel(phi: np.ndarray) -> np.ndarray:
