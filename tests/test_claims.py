@@ -115,3 +115,14 @@ def test_stats_reference_values():
     assert p == pytest.approx(0.05, abs=0.02)  # 1 of C(6, 3) = 20 splits is as extreme
     lo, hi = stats.bootstrap_mean_ci(pd.Series([1.0, 2.0, 3.0, np.nan]), rng)
     assert 1.0 <= lo < 2.0 < hi <= 3.0
+
+
+def test_not_reproducible_verdict_is_rendered_and_counted():
+    from iterconv.report.claims import NOT_REPRODUCIBLE, ClaimResult, to_markdown
+
+    claim = ClaimResult(id="x", claim="c", paper_reference="p", verdict=NOT_REPRODUCIBLE)
+    runs = pd.DataFrame({"dataset": ["d"]})
+    text = to_markdown([], runs, "d", {"Family": ("setting", [claim])})
+    assert "| **not reproducible as specified** |" in text
+    assert "Verdict counts: not reproducible as specified: 1." in text
+    assert text.index("setting") < text.index("| `x` |")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from iterconv.cli import UserError
 from iterconv.data.store import write_prepared
@@ -18,13 +18,23 @@ from iterconv.models.van import (
     SkipGate,
     add_multiplier_gradients,
     alpha_residual,
+    gate_group,
     gate_parameters,
+    mean_alpha,
     mean_multiplier,
     skip_gates,
     update_multipliers,
 )
 from iterconv.pipeline.grid import ParamsError
-from iterconv.report.claims import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED
+from iterconv.report.claims import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NO_DATA,
+    NOT_REPRODUCIBLE,
+    SUPPORTED,
+)
+from iterconv.train.config import RunConfig
+from iterconv.train.loop import build_optimizer
 
 # --- the gate and the multiplier updates -----------------------------------------------------
 
@@ -287,7 +297,7 @@ def test_run_collect_figures_claims(tmp_path, capsys):
     results_ = van_family.claims(tables, np.random.default_rng(0))
     ids = [c.id for c in results_]
     assert len(set(ids)) == len(ids) == 5
-    verdicts = {SUPPORTED, CONTRADICTED, INCONCLUSIVE, NO_DATA}
+    verdicts = {SUPPORTED, CONTRADICTED, INCONCLUSIVE, NO_DATA, NOT_REPRODUCIBLE}
     assert all(c.verdict in verdicts and c.paper_reference.startswith("seed 003") for c in results_)
     by_id = {c.id: c for c in results_}
     assert by_id["van_beats_plain"].verdict != NO_DATA and by_id["van_beats_plain"].n["strata"] == 2
@@ -349,3 +359,136 @@ def test_multi_digit_dataset_is_rejected(tmp_path):
     with pytest.raises(UserError, match="n_digits: 1"):
         van_family.run(next(iter(cfg.values())), tmp_path / "job", data=data)
     assert not (tmp_path / "job" / "result.json").exists()
+
+
+# --- eq. 7 without momentum, the phase-out step, the verdict ----------------------------------
+
+
+def _alpha_steps(alpha_momentum: bool, n_steps: int = 3) -> tuple[list[Tensor], list[Tensor]]:
+    """(alphas after each of the family's SGD steps, eq. 7 by hand from the same state)."""
+    torch.manual_seed(0)
+    net = FCNet(6, 3, depth=2, arch="van")
+    cfg = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "alpha_momentum": alpha_momentum}
+    opt = van_family._optimizer(net, cfg)
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    got, hand = [], []
+    for _ in range(n_steps):
+        loss = nn.functional.cross_entropy(net(x), y)
+        d_alpha = torch.autograd.grad(loss, gate_parameters(net), retain_graph=True)
+        # eq. 7 as stated, then the clip: alpha <- clip(alpha - lr (dC/dalpha + lambda))
+        hand.append(
+            torch.cat(
+                [
+                    (g.alpha - 0.1 * (d + g.multiplier)).clamp(0, 1).detach()
+                    for g, d in zip(skip_gates(net), d_alpha, strict=True)
+                ]
+            )
+        )
+        opt.zero_grad()
+        loss.backward()
+        add_multiplier_gradients(net)
+        opt.step()
+        update_multipliers(net, 0.05)
+        got.append(torch.cat([g.alpha.detach().clone() for g in skip_gates(net)]))
+    return got, hand
+
+
+def test_alpha_follows_eq7_without_momentum():
+    got, hand = _alpha_steps(alpha_momentum=False)
+    for g, h in zip(got, hand, strict=True):
+        torch.testing.assert_close(g, h)
+    assert (got[-1] > 0).all() and (got[-1] < 1).all()  # the clip did not decide the match
+
+
+def test_alpha_momentum_option_keeps_the_shared_momentum():
+    got, hand = _alpha_steps(alpha_momentum=True)
+    torch.testing.assert_close(got[0], hand[0])  # the first step has no momentum yet
+    assert (got[1] - hand[1]).abs().max() > 1e-3  # later steps carry the momentum buffer
+    net = FCNet(4, 2, depth=2, arch="van")
+    assert gate_group(net)["momentum"] == 0.0 and gate_group(net)["weight_decay"] == 0.0
+    assert "momentum" not in gate_group(net, momentum=True)
+    assert van_family.expand(MICRO)["digits1_van_d1_s0"]["alpha_momentum"] is False
+    with pytest.raises(ParamsError, match="alpha_momentum"):
+        van_family.expand({**MICRO, "alpha_momentum": "yes"})
+
+
+def test_resnet_van_variant_alphas_have_no_momentum():
+    from iterconv.models.resnet import ResNet
+
+    cfg = RunConfig(dataset="d", variant="van", width=4, stages=1, blocks=1, epochs=1)
+    model = ResNet(cfg.model_config(1, 10, 8))
+    groups = build_optimizer(model, cfg).param_groups
+    assert groups[0]["momentum"] == cfg.momentum > 0
+    assert groups[1]["momentum"] == 0.0 and groups[1]["weight_decay"] == 0.0
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in gate_parameters(model)}
+
+
+def test_constraint_only_phase_out_step():
+    # dC/dalpha = 0: alpha_n = lr * sum_{s < n} |lambda_s| with |lambda| growing slowly
+    assert van_family.constraint_only_step(0.01, 0.5, -1.0) == 88
+    assert van_family.constraint_only_step(0.01, 0.5, -1.0, momentum=0.9) == 18
+    assert van_family.constraint_only_step(0.001, 0.5, -1.0) == 870
+    assert van_family.constraint_only_step(0.01, 0.0, 0.0, max_steps=100) is None
+
+
+def test_phase_out_step_is_recorded(tmp_path):
+    data = {"digits1": _dataset(tmp_path / "digits1")}
+    spec = {**MICRO, "depths": [2], "seeds": [0], "archs": ["plain", "van"], "lr": 0.2}
+    results = {}
+    for job_id, cfg in van_family.expand(spec).items():
+        van_family.run(cfg, tmp_path / job_id, data=data)
+        results[job_id] = json.loads((tmp_path / job_id / "result.json").read_text())
+    run = results["digits1_van_d2_s0"]["runs"][0]
+    assert run["steps_per_epoch"] == 3 and 1 <= run["phase_out_step"] <= 6
+    assert results["digits1_plain_d2_s0"]["runs"][0]["phase_out_step"] is None
+    final = van_family.collect(results)["final"].set_index("arch")
+    assert final.loc["van", "phase_out_step"] == run["phase_out_step"]
+    assert np.isnan(final.loc["plain", "phase_out_step"])
+    assert final.loc["van", "lr"] == 0.2 and not final.loc["van", "alpha_momentum"]
+    summary = van_family.summary({"final": final.reset_index()})
+    assert "lr 0.2" in summary and "steps per epoch" in summary
+    net = FCNet(4, 2, depth=2, arch="van")
+    assert mean_alpha(net) == 0.0 and np.isnan(mean_alpha(FCNet(4, 2, depth=2, arch="plain")))
+
+
+def _with_phase_out(final: pd.DataFrame, step: float, per_epoch: int = 24) -> pd.DataFrame:
+    setting = {"lr": 0.01, "batch_size": 128, "momentum": 0.9, "multiplier_fraction": 0.5}
+    setting |= {"alpha_init": 0.0, "multiplier_init": -1.0, "n_epochs": 50}
+    setting |= {"alpha_momentum": False, "steps_per_epoch": per_epoch}
+    gated = final["arch"].isin(["van", "van_free"])
+    return final.assign(**setting, phase_out_step=np.where(gated, step, np.nan))
+
+
+def test_verdict_not_reproducible_when_phase_out_is_abrupt():
+    table = _final(
+        {
+            ("plain", 2): [0.95, 0.96, 0.95, 0.955],
+            ("plain", 30): [0.50, 0.55, 0.52, 0.6],
+            ("van", 2): [0.96, 0.96, 0.97, 0.965],
+            ("van", 30): [0.50, 0.55, 0.52, 0.6],
+            ("resnet", 2): [0.97, 0.97, 0.971, 0.97],
+            ("resnet", 30): [0.97, 0.971, 0.97, 0.97],
+            ("van_free", 2): [0.97, 0.972, 0.971, 0.97],
+            ("van_free", 30): [0.97, 0.969, 0.97, 0.971],
+        }
+    )
+
+    def verdicts(final: pd.DataFrame) -> dict[str, object]:
+        results_ = van_family.claims({"final": final}, np.random.default_rng(0))
+        return {c.id: c for c in results_}
+
+    within_first_epoch = verdicts(_with_phase_out(table, step=18))
+    degradation = within_first_epoch["van_van_depth_degradation"]
+    assert degradation.verdict == NOT_REPRODUCIBLE
+    assert degradation.measured["phase_out_step_max"] == 18
+    assert "figs. 2 and 5" in degradation.note
+    assert within_first_epoch["van_beats_plain"].verdict == NOT_REPRODUCIBLE
+    assert within_first_epoch["van_plain_depth_degradation"].verdict == SUPPORTED
+    assert within_first_epoch["van_skips_removed"].verdict == SUPPORTED
+    # set by the constraint alone (step 88 at lr 0.01): the same verdict after the first epoch
+    forced = verdicts(_with_phase_out(table, step=88))
+    assert forced["van_van_depth_degradation"].verdict == NOT_REPRODUCIBLE
+    # a gradual phase-out (or none recorded) leaves the measured verdict
+    gradual = verdicts(_with_phase_out(table, step=2000, per_epoch=390))
+    assert gradual["van_van_depth_degradation"].verdict == CONTRADICTED
+    assert verdicts(table)["van_van_depth_degradation"].verdict == CONTRADICTED

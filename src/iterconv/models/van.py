@@ -19,6 +19,9 @@ One training step with gates::
     optimizer.step()
     update_multipliers(model, fraction * lr)     # clip alpha, then eq. 8
 
+Eq. 7 is a plain gradient step: the alphas get their own optimizer group without momentum or
+weight decay (:func:`gate_group`), even when the weights use SGD with momentum.
+
 The pieces are shape generic (per-neuron alpha of shape (n,) for fully connected layers,
 (C, H, W) for feature maps). The multipliers are a buffer of :class:`SkipGate`, so
 ``state_dict()`` checkpoints them with the model.
@@ -39,10 +42,13 @@ so a VAN whose alphas all reached 1 *is* the plain network (checked by tests/tes
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 ARCHS = ("plain", "resnet", "van", "van_free")
+PHASE_OUT_TOL = 1e-3  # the skips count as phased out once the mean alpha reaches 1 - this
 
 
 class SkipGate(nn.Module):
@@ -124,6 +130,26 @@ def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
     towards the skip-connections the constraint alpha = 1 removes, and their objective is the
     Lagrangian alone."""
     return [g.alpha for g in skip_gates(model)]
+
+
+def gate_group(model: nn.Module, *, momentum: bool = False) -> dict[str, Any]:
+    """The optimizer parameter group of the alphas: no weight decay (see
+    :func:`gate_parameters`) and, unless ``momentum``, no momentum, so that SGD applies eq. 7
+    as stated, ``alpha <- alpha - lr (dC/dalpha + lambda)``. ``momentum=True`` lets the alphas
+    share the optimizer's momentum (about eightfold faster phase-out at momentum 0.9)."""
+    group: dict[str, Any] = {"params": gate_parameters(model), "weight_decay": 0.0}
+    if not momentum:
+        group["momentum"] = 0.0
+    return group
+
+
+@torch.no_grad()
+def mean_alpha(model: nn.Module) -> float:
+    """Mean alpha over all gates and neurons; NaN for a model without gates."""
+    gates = skip_gates(model)
+    if not gates:
+        return float("nan")
+    return float(torch.cat([g.alpha.flatten() for g in gates]).mean())
 
 
 class FCLayer(nn.Module):

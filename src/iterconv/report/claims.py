@@ -9,7 +9,9 @@ verdict. Verdicts are conservative:
 - ``contradicted``: the interval excludes the null in the opposite direction (or lies wholly
   outside the band);
 - ``inconclusive``: enough runs, but the interval contains the null;
-- ``not enough data``: a group is missing or has fewer than ``MIN_RUNS`` runs.
+- ``not enough data``: a group is missing or has fewer than ``MIN_RUNS`` runs;
+- ``not reproducible as specified``: the paper's stated method, run as stated, does not
+  behave as the paper's own figures show, so the experiment does not test the claim.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MIN_RUNS = 2  # per group and stratum
 ALPHA = 0.05
 SUPPORTED, CONTRADICTED = "supported", "contradicted"
 INCONCLUSIVE, NO_DATA = "inconclusive", "not enough data"
+NOT_REPRODUCIBLE = "not reproducible as specified"
 
 
 @dataclass
@@ -582,6 +585,7 @@ VERDICT_MARK = {
     CONTRADICTED: "**contradicted**",
     INCONCLUSIVE: "inconclusive",
     NO_DATA: "not enough data",
+    NOT_REPRODUCIBLE: "**not reproducible as specified**",
 }
 
 
@@ -598,7 +602,6 @@ def to_markdown(
     """The claims report: header (dataset, runs), a table and one paragraph per claim; then a
     section per experiment family (``{title: (summary markdown, claims)}``)."""
     counts = runs["dataset"].value_counts().to_dict() if "dataset" in runs else {}
-    verdicts = pd.Series([r.verdict for r in results]).value_counts().to_dict()
     lines = [
         "# Claims of Lippl, Peters & Kriegeskorte (2024) checked on this preset",
         "",
@@ -608,17 +611,20 @@ def to_markdown(
         "",
         "Intervals are 95% percentile bootstraps over runs (resampled within each group and "
         f"stratum); p-values are one-sided permutation tests in the claimed direction. "
-        f"Groups need at least {MIN_RUNS} runs. Verdict counts: "
-        + ", ".join(f"{k}: {v}" for k, v in verdicts.items())
-        + ".",
+        f"Groups need at least {MIN_RUNS} runs. {_verdict_counts(results)}",
         "",
         *_claims_table(results),
     ]
     for title, (summary, claims) in (families or {}).items():
         lines += ["", f"# {title}", ""]
         lines += [summary.rstrip(), ""] if summary.strip() else []
-        lines += _claims_table(claims)
+        lines += [_verdict_counts(claims), "", *_claims_table(claims)]
     return "\n".join(lines) + "\n"
+
+
+def _verdict_counts(results: list[ClaimResult]) -> str:
+    counts = pd.Series([r.verdict for r in results]).value_counts().to_dict()
+    return "Verdict counts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "."
 
 
 def _claims_table(results: list[ClaimResult]) -> list[str]:

@@ -64,6 +64,7 @@ from iterconv.models.spectral import record_bounds
 from iterconv.models.van import (
     add_multiplier_gradients,
     alpha_residual,
+    gate_group,
     gate_parameters,
     skip_gates,
     update_multipliers,
@@ -162,13 +163,14 @@ def build_model(cfg: RunConfig, data: PreparedDataset) -> ResNet:
 
 
 def build_optimizer(model: ResNet, cfg: RunConfig) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on the weights only, never on VAN's alphas (decay
-    would pull them towards 0, against the constraint alpha = 1)."""
+    """SGD with momentum on the weights; VAN's alphas take plain gradient steps (seed 003,
+    eq. 7: no momentum) and no weight decay (decay would pull them towards 0, against the
+    constraint alpha = 1)."""
     gates = {id(p) for p in gate_parameters(model)}
     weights = [p for p in model.parameters() if id(p) not in gates]
     groups = [{"params": weights, "weight_decay": cfg.weight_decay}]
     if gates:
-        groups.append({"params": gate_parameters(model), "weight_decay": 0.0})
+        groups.append(gate_group(model))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
