@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train import synthetic
+from test_train import synthetic, tiny_config
 
 from iterconv.models import ModelConfig, ResNet, spectral
 from iterconv.models.resnet import Block
@@ -16,7 +16,6 @@ from iterconv.models.spectral import (
     record_bounds,
     residual_operators,
 )
-from iterconv.train.config import RunConfig
 from iterconv.train.loop import load_run_model, train_run
 
 C, S = 3, 6  # tiny block: the operators are 108 x 108 matrices
@@ -224,17 +223,8 @@ def test_record_bounds_updates_weights_not_model():
 
 @pytest.fixture(scope="module", params=["icr", "pcr"])
 def trained_run(request, tmp_path_factory):
-    cfg = RunConfig(
-        dataset="synthetic",
-        variant=request.param,
-        width=4,
-        stages=2,
-        blocks=3,
-        epochs=3,
-        lr=0.1,
-        milestones=(2,),
-        batch_size=16,
-        seed=1,
+    cfg = tiny_config(
+        variant=request.param, blocks=3, epochs=3, lr=0.1, milestones=(2,), lr_factor=10.0, seed=1
     )
     out = tmp_path_factory.mktemp(request.param)
     metrics = train_run(cfg, synthetic(), out, torch.device("cpu"), log=lambda msg: None)

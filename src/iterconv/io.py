@@ -46,6 +46,23 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
+def read_json(path: Path, error: type[Exception], not_found: str, redo: str) -> Any:
+    """The JSON document at ``path``. A missing file raises ``error("<path> not found:
+    <not_found>")``, a truncated or corrupt one ``error("<path> is truncated or corrupt
+    (<reason>): <redo>")`` -- one line naming the file and what to do."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise error(f"{path} not found: {not_found}") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = (
+            f"{err.msg} at line {err.lineno} column {err.colno}"
+            if isinstance(err, json.JSONDecodeError)
+            else "not UTF-8 text"
+        )
+        raise error(f"{path} is truncated or corrupt ({reason}): {redo}") from err
+
+
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iterconv.io import write_text
+from iterconv.io import read_json, write_text
 
 if TYPE_CHECKING:
     import torch
@@ -349,22 +349,11 @@ def read_indices(path: str | os.PathLike) -> dict[str, Any]:
     truncated, corrupt, of another schema or lacks a required key."""
     path = Path(path)
     redo = "delete it and rerun its analysis job (iterconv indices)"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise IndicesError(f"{path} not found: run its analysis job (iterconv indices)") from err
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise IndicesError(f"{path} is truncated or corrupt ({_reason(err)}): {redo}") from err
+    data = read_json(path, IndicesError, "run its analysis job (iterconv indices)", redo)
     problem = _incomplete(data)
     if problem:
         raise IndicesError(f"{path} is not a complete indices file ({problem}): {redo}")
     return _none_to_nan(data)
-
-
-def _reason(err: ValueError) -> str:
-    if isinstance(err, json.JSONDecodeError):
-        return f"{err.msg} at line {err.lineno} column {err.colno}"
-    return "not UTF-8 text"
 
 
 def _lacks(obj: Any, keys: tuple[str, ...], what: str) -> str | None:

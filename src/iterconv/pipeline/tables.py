@@ -25,7 +25,14 @@ import pandas as pd
 
 from iterconv.analysis.indices import IndicesError, read_indices
 from iterconv.errors import UserError
-from iterconv.io import ForeignEntryError, check_replaceable, replace_dir, sha256, write_json
+from iterconv.io import (
+    ForeignEntryError,
+    check_replaceable,
+    read_json,
+    replace_dir,
+    sha256,
+    write_json,
+)
 
 INDEX_KEYS = ("CI", "RI", "DI", "CI_alt", "RI_alt", "DI_alt")
 CURVES = ("readout", "dropout", "extra")
@@ -55,12 +62,7 @@ def _nan(x: Any) -> Any:
 def read_metrics(path: Path) -> dict[str, Any]:
     """A run's ``metrics.json``, checked for the keys the tables need."""
     redo = f"delete {path.parent} and rerun its training job"
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise UserError(f"{path} not found: train the run first") from err
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path} is truncated or corrupt: {redo}") from err
+    metrics = read_json(path, UserError, "train the run first", redo)
     if not isinstance(metrics, dict):
         raise UserError(f"{path} is not a JSON object: {redo}")
     if missing := [k for k in METRICS_KEYS if k not in metrics]:
