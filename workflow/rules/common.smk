@@ -6,7 +6,12 @@ import shlex
 from iterconv.families.registry import family_figures
 from iterconv.pipeline import ParamsError
 from iterconv.pipeline import targets
-from iterconv.pipeline.address import stamp_name
+from iterconv.pipeline.address import (
+    ANALYSIS_PATTERN,
+    HASH_LENGTH,
+    UNIT_PATTERN,
+    stamp_name,
+)
 from iterconv.pipeline.targets import dataset_command, figure_names
 from iterconv.pipeline.units import preset_units
 
@@ -32,13 +37,13 @@ FAMILY_STAMPS = {
 
 
 wildcard_constraints:
-    run="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
-    dataset="[A-Za-z0-9_]+-[0-9a-f]{8}",
-    analysis="x[0-9]+-[0-9a-f]{8}",
+    run=UNIT_PATTERN,
+    dataset=f"[A-Za-z0-9_]+-[0-9a-f]{{{HASH_LENGTH}}}",
+    analysis=ANALYSIS_PATTERN,
     family="[a-z]+",
-    job="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+    job=UNIT_PATTERN,
     fig="[A-Za-z0-9_]+",
-    stamp="[0-9a-f]{8}",
+    stamp=f"[0-9a-f]{{{HASH_LENGTH}}}",
 
 
 def run_config_json(wildcards):

@@ -34,6 +34,11 @@ HASH_LENGTH = 8  # hex digits: 4e9 values, collisions among a grid's ~10^3 units
 NOT_IDENTITY = frozenset({"eval_batch_size"})
 # Defaults of the Digitclutter generator (`iterconv digitclutter`), filled in before hashing so
 # that a spec spelling out a default has the address of one that omits it.
+# Names of addressed directories and files (the workflow's wildcards; what `iterconv gc` may
+# remove), and the directories of results/ shared by every preset (no preset may take a name).
+UNIT_PATTERN = rf"[A-Za-z0-9_.-]+-[0-9a-f]{{{HASH_LENGTH}}}"
+ANALYSIS_PATTERN = rf"x[0-9]+-[0-9a-f]{{{HASH_LENGTH}}}"
+STORES = frozenset({"data", "runs", "indices", "jobs", "toy", "logs"})
 DIGITCLUTTER_DEFAULTS = {"n_digits": "3", "n_train": 100_000, "n_val": 10_000, "seed": 0}
 
 

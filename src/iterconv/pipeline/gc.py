@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from iterconv.cli import UserError
+from iterconv.pipeline.address import ANALYSIS_PATTERN, STORES, UNIT_PATTERN
 
-ADDRESS = re.compile(r"^[A-Za-z0-9_.-]+-[0-9a-f]{8}$")
-ANALYSIS = re.compile(r"^x[0-9]+-[0-9a-f]{8}$")
+ADDRESS = re.compile(rf"^{UNIT_PATTERN}$")
+ANALYSIS = re.compile(rf"^{ANALYSIS_PATTERN}$")
 INDEX_SUFFIXES = (".json", ".log")
-# Directories of results/ that are not per-preset aggregates.
-STORES = frozenset({"data", "runs", "indices", "jobs", "toy", "logs"})
 FIGURE_SUFFIXES = (".png", ".pdf", ".caption.txt")
 
 
