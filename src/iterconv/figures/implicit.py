@@ -70,7 +70,7 @@ def plot_losses(tables: Tables, depth: int | None, ax: Axes | None = None) -> Ax
 
 
 def plot_iterations(tables: Tables, ax: Axes | None = None) -> Axes:
-    """Mean forward (fixed-point) and backward (Neumann) iterations per layer against theta."""
+    """Mean forward (fixed-point) and backward (adjoint) iterations per layer against theta."""
     ax = Figure().subplots() if ax is None else ax
     df = _table(tables, "fn_runs", "theta", "depth", "fwd_iters", "bwd_iters")
     df = df[df["theta"] > 0]
@@ -80,7 +80,9 @@ def plot_iterations(tables: Tables, ax: Axes | None = None) -> Axes:
         mean = g.groupby("theta")[["fwd_iters", "bwd_iters"]].mean()
         color = NOISE_COLORS[(i + 4) % len(NOISE_COLORS)]
         ax.plot(mean.index, mean["fwd_iters"], "-o", color=color, label=f"{depth} layers, forward")
-        ax.plot(mean.index, mean["bwd_iters"], "--s", color=color, label=f"{depth} layers, Neumann")
+        ax.plot(
+            mean.index, mean["bwd_iters"], "--s", color=color, label=f"{depth} layers, backward"
+        )
     ax.legend(fontsize="small", frameon=False)
     return style_ax(ax, "Solver iterations per layer", "θ", "mean iterations")
 
