@@ -55,9 +55,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from iterconv.cli import UserError
 from iterconv.data.augment import augment_batch
 from iterconv.data.prepared import PreparedDataset, normalize
+from iterconv.errors import UserError
 from iterconv.io import atomic_path, sha256, write_json, write_text
 from iterconv.models.resnet import ResNet, count_parameters
 from iterconv.models.spectral import record_bounds
