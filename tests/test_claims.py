@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from iterconv import stats
 from iterconv.cli import main
 from iterconv.figures.fake import fake_tables
-from iterconv.report import stats
 from iterconv.report.claims import check_claims
 
 DIRECTIONAL = [

@@ -30,12 +30,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from iterconv import stats
 from iterconv.figures import implicit as figs
 from iterconv.io import write_json
 from iterconv.models.fixed_point import METHODS, float64_needed
 from iterconv.models.implicit import ImplicitResNet, SolverSettings, perturbation_penalty
 from iterconv.pipeline import ParamsError
-from iterconv.report import stats
 from iterconv.report.claims import (
     CONTRADICTED,
     INCONCLUSIVE,

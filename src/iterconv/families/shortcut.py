@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from iterconv import stats
 from iterconv.figures.shortcut import plot_paths, plot_success
 from iterconv.io import write_json
 from iterconv.models.two_layer import (
@@ -55,7 +56,6 @@ from iterconv.models.two_layer import (
     theory_radius,
 )
 from iterconv.pipeline import ParamsError
-from iterconv.report import stats
 from iterconv.report.claims import (
     CONTRADICTED,
     INCONCLUSIVE,

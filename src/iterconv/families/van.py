@@ -560,7 +560,7 @@ def _degradation(final: pd.DataFrame, arch: str, rng: np.random.Generator):
 
 
 def _skips_removed(final: pd.DataFrame, rng: np.random.Generator):
-    from iterconv.report import stats
+    from iterconv import stats
     from iterconv.report.claims import (
         CONTRADICTED,
         INCONCLUSIVE,

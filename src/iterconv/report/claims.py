@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from iterconv import stats
 from iterconv.figures.data import main_dataset, ordinary_training, select
 from iterconv.figures.style import coupling_label, dataset_name
-from iterconv.report import stats
 
 MIN_RUNS = 2  # per group and stratum
 ALPHA = 0.05
