@@ -14,7 +14,7 @@ from iterconv.analysis.epc import effective_parameter_count
 from iterconv.analysis.indices import read_indices
 from iterconv.cli import main
 from iterconv.models.resnet import ModelConfig, ResNet
-from iterconv.train.loop import load_run_model
+from iterconv.train.checkpoint import load_run_model
 
 
 def fake_run(tmp_path):

@@ -24,11 +24,11 @@ from iterconv.cli import COMMAND_MODULES, UserError, main
 from iterconv.data.prepared import load_prepared
 from iterconv.data.store import write_prepared
 from iterconv.io import sha256
+from iterconv.train.checkpoint import load_run_model
 from iterconv.train.config import RunConfig
 from iterconv.train.loop import (
     EXIT_INTERRUPTED,
     Interrupted,
-    load_run_model,
     loss_fn,
     stop_on_sigterm,
     train_run,

@@ -16,7 +16,8 @@ from iterconv.models.spectral import (
     record_bounds,
     residual_operators,
 )
-from iterconv.train.loop import load_run_model, train_run
+from iterconv.train.checkpoint import load_run_model
+from iterconv.train.loop import train_run
 
 C, S = 3, 6  # tiny block: the operators are 108 x 108 matrices
 

@@ -18,7 +18,8 @@ from iterconv.analysis.epc import effective_parameter_count
 from iterconv.analysis.indices import read_indices
 from iterconv.cli import main
 from iterconv.data.store import write_prepared
-from iterconv.train.loop import load_run_model, train_run
+from iterconv.train.checkpoint import load_run_model
+from iterconv.train.loop import train_run
 
 RUNS = {"tiny-a": dict(coupling=0.0, seed=1), "tiny-b": dict(coupling=0.5, seed=2)}
 TABLES = ["curves.csv", "history.csv", "runs.csv", "stages.csv"]

@@ -8,11 +8,10 @@ import torch
 from iterconv.cli import main
 from iterconv.data.prepared import PreparedDataset
 from iterconv.models.resnet import ModelConfig, ResNet
+from iterconv.train.checkpoint import content_digest, load_run_model
 from iterconv.train.config import RunConfig, learning_rate
 from iterconv.train.loop import (
     SpeedOptions,
-    content_digest,
-    load_run_model,
     train_run,
     usable_speed,
 )

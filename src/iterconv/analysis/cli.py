@@ -59,8 +59,8 @@ def run_indices(args: argparse.Namespace) -> int:
     from iterconv.analysis.adapters import iterconv_resnet_adapter
     from iterconv.analysis.indices import compute_indices, write_indices
     from iterconv.data.prepared import load_prepared, normalize
+    from iterconv.train.checkpoint import load_run_model
     from iterconv.train.device import resolve_device
-    from iterconv.train.loop import load_run_model
 
     for name in ("extra", "batch_size", "max_batch"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -119,7 +119,7 @@ def check_run_dataset(
 def run_epc(args: argparse.Namespace) -> int:
     from iterconv.analysis.epc import effective_parameter_count
     from iterconv.io import write_json
-    from iterconv.train.loop import load_run_model
+    from iterconv.train.checkpoint import load_run_model
 
     model, config = load_run_model(_checkpoint(args.run), "cpu")
     epc = effective_parameter_count(model, config.get("couple_from", 0))

@@ -13,18 +13,15 @@ Determinism: the initial weights come from ``seed``; the shuffling and augmentat
 from a generator seeded with (seed, e). A resumed run therefore replays exactly the epochs an
 uninterrupted run would have done (bitwise on CPU), with no RNG state in the checkpoint.
 
-Integrity: each checkpoint embeds a sha256 of its content (every tensor's bytes, dtype and shape,
-every other value's repr). A last.pt that does not load or does not match is ignored (training
-restarts from scratch); a best.pt that does not match, or whose file differs from the sha256 in
-metrics.json, stops the analysis with a :class:`~iterconv.cli.UserError`, and so does a
-metrics.json beside it that cannot be read or lists checksums without best.pt's.
+Integrity: checkpoints are written, read and verified by :mod:`iterconv.train.checkpoint`. A
+last.pt that does not load or does not match its checksum is ignored (training restarts from
+scratch).
 
 Failures: a non-finite training loss (looked for on the device, read every
 :data:`NONFINITE_CHECK_EVERY` steps and at the end of the epoch) or validation loss raises
 :class:`Diverged` (a ``UserError``) before anything of that epoch is written; a checkpoint that
-cannot be written (torch's writer reports a full disk as ``RuntimeError``) raises a
-``UserError`` and leaves the previous file intact (atomic writes). Either way the run directory
-keeps what it held.
+cannot be written raises a ``UserError`` and leaves the previous file intact. Either way the run
+directory keeps what it held.
 
 Speed options (:class:`SpeedOptions`: bf16 autocast, channels-last, ``torch.compile``) change how
 a run is computed, not what it is: like ``eval_batch_size`` they are not part of the run's
@@ -41,8 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import signal
 import sys
@@ -58,7 +53,7 @@ from torch import nn
 from iterconv.data.augment import augment_batch
 from iterconv.data.prepared import PreparedDataset, normalize
 from iterconv.errors import UserError
-from iterconv.io import atomic_path, sha256, write_json, write_text
+from iterconv.io import sha256, write_json, write_text
 from iterconv.models.resnet import ResNet, count_parameters
 from iterconv.models.spectral import record_bounds
 from iterconv.models.van import (
@@ -69,6 +64,7 @@ from iterconv.models.van import (
     skip_gates,
     update_multipliers,
 )
+from iterconv.train.checkpoint import CorruptCheckpoint, read_checkpoint, save_checkpoint
 from iterconv.train.config import RunConfig, learning_rate
 from iterconv.train.coupling import GradientCoupler
 from iterconv.train.metrics import loss_fn, mistakes
@@ -326,77 +322,6 @@ class State:
     best_model: dict | None = None  # state_dict of the best-validation epoch (on CPU)
 
 
-def content_digest(obj) -> str:
-    """sha256 of a checkpoint payload's content: tensors by bytes, dtype and shape, the rest by
-    repr, dict keys in their order. Independent of the file's zip layout."""
-    digest = hashlib.sha256()
-
-    def feed(x) -> None:
-        if isinstance(x, torch.Tensor):
-            t = x.detach().cpu().contiguous()
-            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(x, dict):
-            digest.update(f"D{len(x)}".encode())
-            for k, v in x.items():
-                feed(k)
-                feed(v)
-        elif isinstance(x, list | tuple):
-            digest.update(f"L{len(x)}".encode())
-            for v in x:
-                feed(v)
-        else:
-            digest.update(f"V{x!r};".encode())
-
-    feed(obj)
-    return digest.hexdigest()
-
-
-def save_checkpoint(
-    path: Path, weights: dict, optimizer, cfg: RunConfig, state: State, model_cfg
-) -> None:
-    payload = {
-        "config": cfg.to_dict(),
-        "model_config": dataclasses.asdict(model_cfg),
-        "model": weights,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "state": state.__dict__,
-    }
-    payload["sha256"] = content_digest(payload)
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-    except (RuntimeError, OSError) as err:  # torch's zip writer reports ENOSPC as RuntimeError
-        detail = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise UserError(
-            f"writing checkpoint {path} failed ({' '.join(detail.split())}): is the disk or "
-            f"the quota full? Free space and rerun (the previous {path.name}, if any, is intact)"
-        ) from err
-
-
-class CorruptCheckpoint(Exception):
-    """A checkpoint that cannot be read or does not match its embedded checksum."""
-
-
-def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint and verify its embedded sha256 (files without one load unverified).
-
-    Raises :class:`CorruptCheckpoint` (truncated, unreadable, modified) or FileNotFoundError.
-    """
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # truncated zip, bad pickle, ...: all mean "corrupt"
-        raise CorruptCheckpoint(f"{path} is unreadable ({type(err).__name__}: {err})") from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise CorruptCheckpoint(f"{path} is not an iterconv checkpoint")
-    expected = ckpt.pop("sha256", None)
-    if expected is not None and content_digest(ckpt) != expected:
-        raise CorruptCheckpoint(f"{path} does not match its checksum (corrupt or modified)")
-    return ckpt
-
-
 def try_resume(out: Path, model, optimizer, cfg: RunConfig, log) -> State:
     """Load ``last.pt`` if it belongs to this configuration; otherwise start from scratch."""
     path = out / "last.pt"
@@ -481,7 +406,9 @@ def train_run(
         if val_error < state.best_error:
             state.best_error, state.best_epoch = val_error, epoch + 1
             state.best_model = plain_weights(model)
-        save_checkpoint(out / "last.pt", plain_weights(model), optimizer, cfg, state, model.cfg)
+        save_checkpoint(
+            out / "last.pt", plain_weights(model), optimizer, cfg, vars(state), model.cfg
+        )
         log(
             f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.4g} train {train_loss:.4f}/{train_error:.4f}"
             f" val {val_loss:.4f}/{val_error:.4f} ({row['seconds']:.1f}s){solver_report(model)}"
@@ -490,7 +417,7 @@ def train_run(
             raise Interrupted(state.epoch, cfg.epochs)
     best = State(**{**state.__dict__, "best_model": None, "history": None})
     lipschitz_bounds = record_bounds(model, state.best_model)  # converged, certified
-    save_checkpoint(out / "best.pt", state.best_model, None, cfg, best, model.cfg)
+    save_checkpoint(out / "best.pt", state.best_model, None, cfg, vars(best), model.cfg)
     write_history(out / "history.csv", state.history)
     final = state.history[-1]
     metrics = {
@@ -507,7 +434,7 @@ def train_run(
         "speed": dataclasses.asdict(speed),
         "torch": torch.__version__,
         "config": cfg.to_dict(),
-        # the run's manifest: load_run_model checks best.pt against it
+        # the run's manifest: checkpoint.load_run_model checks best.pt against it
         "sha256": {name: sha256(out / name) for name in ("best.pt", "history.csv")},
     }
     write_json(out / "metrics.json", metrics)
@@ -519,63 +446,3 @@ def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> Non
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
                 st[k] = v.to(device)
-
-
-def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ResNet, dict]:
-    """Load a checkpoint (best.pt or last.pt) as an eval-mode model and its run config.
-
-    The file is checked against the sha256 listed in the ``metrics.json`` beside it (when that
-    lists one) and against its embedded checksum. A missing, corrupt or modified checkpoint
-    raises :class:`~iterconv.cli.UserError` naming the run directory to delete and retrain.
-    """
-    from iterconv.models.resnet import ModelConfig
-
-    path = Path(path)
-    fix = f"delete {path.parent} and rerun the workflow to retrain it"
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} not found: train the run first")
-    listed = _manifest_sha256(path, fix)
-    if listed is not None and sha256(path) != listed:
-        raise UserError(f"{path} does not match its sha256 in metrics.json (corrupt): {fix}")
-    try:
-        ckpt = read_checkpoint(path, map_location="cpu")
-        model = ResNet(ModelConfig(**ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-    except CorruptCheckpoint as err:
-        raise UserError(f"{err}: {fix}") from err
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # structure does not fit
-        raise UserError(f"{path} is not a valid checkpoint ({err}): {fix}") from err
-    return model.to(device).eval(), ckpt["config"]
-
-
-# Files the run's metrics.json must list once it lists any (``sha256``): the checkpoint the
-# analyses read. last.pt is never listed.
-MANIFEST_FILES = ("best.pt",)
-
-
-def _manifest_sha256(path: Path, fix: str) -> str | None:
-    """The sha256 of ``path`` listed in the ``metrics.json`` beside it.
-
-    None when there is no metrics.json (a run in progress, a checkpoint copied elsewhere), when
-    it predates checksums (no ``sha256`` entry) or for a file it never lists (last.pt). A
-    metrics.json that exists but cannot be read, or that lists checksums but not this
-    checkpoint's, raises :class:`~iterconv.cli.UserError`: it must not switch the check off.
-    """
-    mpath = path.parent / "metrics.json"
-    try:
-        metrics = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:  # ValueError: bad JSON or bytes
-        raise UserError(
-            f"{mpath} is unreadable ({type(err).__name__}), so {path} cannot be verified: {fix}"
-        ) from err
-    if not isinstance(metrics, dict):
-        raise UserError(f"{mpath} is not a run's metrics (no JSON object): {fix}")
-    listed = metrics.get("sha256")
-    if listed is None:
-        return None  # written before checksums existed; the embedded checksum still applies
-    digest = listed.get(path.name) if isinstance(listed, dict) else None
-    if digest is None and path.name in MANIFEST_FILES:
-        raise UserError(f"{mpath} lists no sha256 for {path.name} (modified or corrupt): {fix}")
-    return digest
