@@ -6,10 +6,9 @@ import pytest
 from PIL import Image
 
 from iterconv.cli import main
-from iterconv.figures.data import load_tables
 from iterconv.figures.fake import write_fake_tables
 from iterconv.figures.registry import FIGURES, build_figure, figure_names
-from iterconv.figures.style import coupling_label, coupling_order
+from iterconv.results import coupling_label, coupling_order, load_tables
 
 PAPER_ORDER = ["0 (non-rec.)", "0 (rec.)", "0.5 (rec.)", "0.9 (rec.)", "1 (rec.)"]
 

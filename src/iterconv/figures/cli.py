@@ -30,8 +30,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from iterconv.cli import UserError
     from iterconv.families import FAMILY_MODULES
-    from iterconv.figures.data import load_tables
     from iterconv.figures.registry import FIGURES, build_figure, caption, figure_names
+    from iterconv.results import load_tables
 
     if args.name and args.name.split("_")[0] in FAMILY_MODULES:  # a family's figure
         fig, text = family_figure(args.name, args.tables_dir)

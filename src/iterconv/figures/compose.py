@@ -14,20 +14,21 @@ from iterconv.figures import (
     training,
     variants,
 )
-from iterconv.figures.data import (
+from iterconv.figures.style import (
+    panel_letter,
+    placeholder,
+    shared_legend,
+)
+from iterconv.results import (
     Tables,
     core_runs,
+    dataset_name,
     digitclutter_dataset,
     main_dataset,
     ordinary_training,
     restrict,
     select,
-)
-from iterconv.figures.style import (
-    dataset_name,
-    panel_letter,
-    placeholder,
-    shared_legend,
+    variant_runs,
 )
 
 WIDTH_LEGEND = "# channels"
@@ -362,7 +363,7 @@ def fig7(t: Tables) -> Figure:
 
 def fig_variants(t: Tables) -> Figure:
     ds = main_dataset(t.runs)
-    runs = variants.variant_runs(t.runs, ds)
+    runs = variant_runs(t.runs, ds)
     fig, axes = new_figure(1, 4)
     for ax, y in zip(axes[0], ("CI", "RI", "DI", "val_error"), strict=True):
         variants.plot_by_variant(runs, y, ax)

@@ -10,13 +10,12 @@ from matplotlib.figure import Figure
 from iterconv.figures.style import (
     COUPLING_AXIS_LABEL,
     INDEX_NAMES,
-    coupling_order,
     placeholder,
     style_ax,
     width_color,
     width_palette,
-    with_setting,
 )
+from iterconv.results import coupling_order, with_setting
 
 CI95 = ("ci", 95)
 

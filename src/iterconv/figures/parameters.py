@@ -11,12 +11,11 @@ from iterconv.figures.standard import stage_color
 from iterconv.figures.style import (
     COUPLING_AXIS_LABEL,
     coupling_color,
-    coupling_order,
     log_axes,
     placeholder,
     style_ax,
-    with_setting,
 )
+from iterconv.results import coupling_order, with_setting
 
 
 def _setting_palette(df: pd.DataFrame) -> tuple[list[str], dict[str, str]]:

@@ -9,14 +9,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from iterconv.figures import compose, variants
-from iterconv.figures.data import (
+from iterconv.results import (
+    RELATED_VARIANTS,
     Tables,
     core_runs,
+    dataset_name,
     digitclutter_dataset,
     main_dataset,
     select,
+    variant_runs,
 )
-from iterconv.figures.style import dataset_name
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,8 @@ FIGURES: dict[str, FigureSpec] = {
             "(dots: runs; bars: 95% CI across seeds).",
             lambda runs: (
                 not select(
-                    variants.variant_runs(runs, main_dataset(runs)),
-                    variant=list(variants.RELATED_VARIANTS),
+                    variant_runs(runs, main_dataset(runs)),
+                    variant=list(RELATED_VARIANTS),
                 ).empty
             ),
             "plain, VAN or implicit runs",

@@ -1,4 +1,4 @@
-"""One look for every figure: width colours, coupling labels, axis style, placeholders."""
+"""One look for every figure: width and coupling colours, axis style, placeholders."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
+
+from iterconv.results import coupling_order, with_setting
 
 # Okabe-Ito colours (colour-blind safe), one per first-stage width, used by every figure.
 WIDTH_COLORS: dict[int, str] = {8: "#E69F00", 16: "#56B4E9", 32: "#009E73", 64: "#CC79A7"}
@@ -27,30 +29,6 @@ INDEX_NAMES = {
     "DI_alt": "Divergence Index (vs own pred.)",
 }
 
-DATASET_NAMES = {
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "cifar10_2048": "CIFAR-10 (2048 samples)",
-    "mnist": "MNIST",
-    "fashion_mnist": "Fashion-MNIST",
-    "van_digits": "Digitclutter-1 (VAN demo)",
-    "van_micro_digits": "Digitclutter-1 (VAN micro)",
-    "digits2": "Digitclutter-2",
-    "digits3": "Digitclutter-3",
-    "digits4": "Digitclutter-4",
-    "digits5": "Digitclutter-5",
-    "digits2to5": "Digitclutter (2-5 digits)",
-    "digits2_2048": "Digitclutter-2 (2048 samples)",
-    "digits4_8192": "Digitclutter-4 (8192 samples)",
-    "demo_digits": "Digitclutter demo",
-    "micro_digits": "Digitclutter micro",
-}
-
-
-def dataset_name(dataset: str) -> str:
-    """Readable name of a dataset id (the id itself when unknown)."""
-    return DATASET_NAMES.get(dataset, dataset)
-
 
 def width_color(width: int) -> str:
     """Colour of a first-stage width; widths outside 8/16/32/64 get a stable extra colour."""
@@ -63,30 +41,6 @@ def width_color(width: int) -> str:
 def width_palette(widths: Iterable) -> dict[int, str]:
     """Palette for seaborn's ``hue="width"``: {width: colour}."""
     return {int(w): width_color(w) for w in sorted({int(w) for w in widths})}
-
-
-def coupling_label(coupling: float, init: str) -> str:
-    """The paper's x label of one coupling setting, e.g. ``"0 (non-rec.)"``, ``"0.5 (rec.)"``."""
-    rec = "rec." if str(init).startswith("rec") else "non-rec."
-    return f"{float(coupling):g} ({rec})"
-
-
-def _label_key(label: str) -> tuple[float, int]:
-    value, _, rest = label.partition(" ")
-    return float(value), 0 if "non-rec" in rest else 1
-
-
-def coupling_order(labels: Iterable[str]) -> list[str]:
-    """Sort coupling labels as on the paper's axes: by lambda, non-recurrent before recurrent."""
-    return sorted(set(labels), key=_label_key)
-
-
-def with_setting(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``df`` with a ``setting`` column holding the coupling label of each row."""
-    out = df.copy()
-    init = out["init"] if "init" in out else pd.Series("nonrecurrent", index=out.index)
-    out["setting"] = [coupling_label(c, i) for c, i in zip(out["coupling"], init, strict=True)]
-    return out
 
 
 def coupling_color(label: str, order: list[str]) -> str:

@@ -7,7 +7,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iterconv.figures.style import dataset_name, placeholder, style_ax
+from iterconv.figures.style import placeholder, style_ax
+from iterconv.results import dataset_name
 
 # One colour per architecture (Okabe-Ito), in legend order; gold is kept for the alpha residual.
 ARCH_STYLE: dict[str, tuple[str, str]] = {

@@ -9,34 +9,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from iterconv.figures.coupling import CI95
-from iterconv.figures.data import Tables, ordinary_training, restrict, select
 from iterconv.figures.style import (
     INDEX_NAMES,
-    dataset_name,
     placeholder,
     style_ax,
     width_palette,
 )
-
-# Block types that come from the related papers (the figure needs at least one of them).
-RELATED_VARIANTS = ("plain", "van", "implicit")
-# Every block type of iterconv.models.resnet.VARIANTS, in plotting order (not imported from
-# there: drawing a figure should not load torch).
-VARIANT_NAMES = {
-    "standard": "ResNet",
-    "icr": "ICR",
-    "pcr": "PCR",
-    "plain": "plain",
-    "van": "VAN",
-    "implicit": "implicit",
-}
-
-
-def variant_runs(runs: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
-    """Uncoupled, non-recurrently initialised runs of ``dataset`` without training variations:
-    the block types compared as their papers train them."""
-    df = ordinary_training(select(runs, dataset=dataset, coupling=0.0, init="nonrecurrent"))
-    return df[df["variant"].isin(list(VARIANT_NAMES))]
+from iterconv.results import VARIANT_NAMES, Tables, dataset_name, restrict, select
 
 
 def plot_by_variant(runs: pd.DataFrame, y: str, ax: Axes | None = None) -> Axes:

@@ -1,7 +1,9 @@
-"""Load the pipeline's tables and select the runs a figure needs (no statistics here)."""
+"""The pipeline's tables and what every reader of them shares: loading, run selection and
+labels (used by the figures and the claims report; no plotting and no statistics here)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,3 +126,77 @@ def restrict(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     if missing:  # configuration columns the table lacks are taken from runs.csv
         out = out.merge(runs[["run_id", *missing]], on="run_id", how="left")
     return out
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+DATASET_NAMES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "cifar10_2048": "CIFAR-10 (2048 samples)",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "van_digits": "Digitclutter-1 (VAN demo)",
+    "van_micro_digits": "Digitclutter-1 (VAN micro)",
+    "digits2": "Digitclutter-2",
+    "digits3": "Digitclutter-3",
+    "digits4": "Digitclutter-4",
+    "digits5": "Digitclutter-5",
+    "digits2to5": "Digitclutter (2-5 digits)",
+    "digits2_2048": "Digitclutter-2 (2048 samples)",
+    "digits4_8192": "Digitclutter-4 (8192 samples)",
+    "demo_digits": "Digitclutter demo",
+    "micro_digits": "Digitclutter micro",
+}
+
+
+def dataset_name(dataset: str) -> str:
+    """Readable name of a dataset id (the id itself when unknown)."""
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def coupling_label(coupling: float, init: str) -> str:
+    """The paper's x label of one coupling setting, e.g. ``"0 (non-rec.)"``, ``"0.5 (rec.)"``."""
+    rec = "rec." if str(init).startswith("rec") else "non-rec."
+    return f"{float(coupling):g} ({rec})"
+
+
+def _label_key(label: str) -> tuple[float, int]:
+    value, _, rest = label.partition(" ")
+    return float(value), 0 if "non-rec" in rest else 1
+
+
+def coupling_order(labels: Iterable[str]) -> list[str]:
+    """Sort coupling labels as on the paper's axes: by lambda, non-recurrent before recurrent."""
+    return sorted(set(labels), key=_label_key)
+
+
+def with_setting(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``df`` with a ``setting`` column holding the coupling label of each row."""
+    out = df.copy()
+    init = out["init"] if "init" in out else pd.Series("nonrecurrent", index=out.index)
+    out["setting"] = [coupling_label(c, i) for c, i in zip(out["coupling"], init, strict=True)]
+    return out
+
+
+# --- block types of the related papers ------------------------------------------------------
+
+# Block types that come from the related papers (the variants figure needs at least one).
+RELATED_VARIANTS = ("plain", "van", "implicit")
+# Every block type of iterconv.models.resnet.VARIANTS, in plotting order (not imported from
+# there: reading the tables should not load torch).
+VARIANT_NAMES = {
+    "standard": "ResNet",
+    "icr": "ICR",
+    "pcr": "PCR",
+    "plain": "plain",
+    "van": "VAN",
+    "implicit": "implicit",
+}
+
+
+def variant_runs(runs: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    """Uncoupled, non-recurrently initialised runs of ``dataset`` without training variations:
+    the block types compared as their papers train them."""
+    df = ordinary_training(select(runs, dataset=dataset, coupling=0.0, init="nonrecurrent"))
+    return df[df["variant"].isin(list(VARIANT_NAMES))]
