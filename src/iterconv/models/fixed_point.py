@@ -113,16 +113,6 @@ class SolveStats:
     def backward_failure_fraction(self) -> float:
         return self.backward_failures / self.backward_calls if self.backward_calls else math.nan
 
-    def as_dict(self) -> dict[str, object]:
-        """The counters, the residual lists, the means and failure fractions (JSON-friendly)."""
-        return {
-            **asdict(self),
-            "mean_forward_iterations": self.mean_forward_iterations,
-            "mean_backward_iterations": self.mean_backward_iterations,
-            "forward_failure_fraction": self.forward_failure_fraction,
-            "backward_failure_fraction": self.backward_failure_fraction,
-        }
-
 
 @dataclass
 class FixedPointResult:
