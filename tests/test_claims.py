@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from fake_tables import fake_tables
 
 from iterconv import stats
 from iterconv.cli import main
-from iterconv.figures.fake import fake_tables
 from iterconv.report.claims import check_claims
 
 DIRECTIONAL = [

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_tables import fake_tables
 from test_pipeline import ROOT, iterconv_env
 
 from iterconv.cli import main
-from iterconv.figures.fake import fake_tables
 from iterconv.io import sha256
 
 CONFIG = json.dumps({"dataset": "x", "width": 4, "stages": 2, "blocks": 2, "epochs": 1})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from fake_tables import write_fake_tables
 from PIL import Image
 
 from iterconv.cli import main
-from iterconv.figures.fake import write_fake_tables
 from iterconv.figures.registry import FIGURES, build_figure, figure_names
 from iterconv.results import coupling_label, coupling_order, load_tables
 

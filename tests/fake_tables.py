@@ -1,4 +1,4 @@
-"""Synthetic tables with the columns of ``iterconv collect`` (for tests and figure previews).
+"""Synthetic tables with the columns of ``iterconv collect``, for the figure and claims tests.
 
 The numbers follow the paper's qualitative findings (coupling and width raise the Convergence
 Index and lower the Divergence Index, coupling and spectral normalisation raise the error), so
