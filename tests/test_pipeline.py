@@ -171,6 +171,7 @@ def test_invalid_params_stop_snakemake_before_any_job(tmp_path):
     assert not (work / "results").exists()
 
 
+@pytest.mark.slow  # plans 1,209 runs (13 s)
 def test_paper_dry_run_job_count(tmp_path):
     result = snakemake(workflow_copy(tmp_path), "-n", "--config", "preset=paper")
     assert result.returncode == 0, result.stderr[-2000:]
