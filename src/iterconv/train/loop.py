@@ -68,6 +68,7 @@ from iterconv.train.checkpoint import CorruptCheckpoint, read_checkpoint, save_c
 from iterconv.train.config import RunConfig, learning_rate
 from iterconv.train.coupling import GradientCoupler
 from iterconv.train.metrics import loss_fn, mistakes
+from iterconv.train.progress import EpochProgress, epoch_line
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -409,10 +410,17 @@ def train_run(
         save_checkpoint(
             out / "last.pt", plain_weights(model), optimizer, cfg, vars(state), model.cfg
         )
-        log(
-            f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.4g} train {train_loss:.4f}/{train_error:.4f}"
-            f" val {val_loss:.4f}/{val_error:.4f} ({row['seconds']:.1f}s){solver_report(model)}"
+        progress = EpochProgress(
+            epoch=epoch + 1,
+            epochs=cfg.epochs,
+            lr=lr,
+            train_loss=train_loss,
+            train_error=train_error,
+            val_loss=val_loss,
+            val_error=val_error,
+            seconds=row["seconds"],
         )
+        log(epoch_line(progress) + solver_report(model))
         if stop is not None and stop() and state.epoch < cfg.epochs:
             raise Interrupted(state.epoch, cfg.epochs)
     best = State(**{**state.__dict__, "best_model": None, "history": None})
