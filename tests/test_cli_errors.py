@@ -79,7 +79,6 @@ CASES = {
         ["indices", "--run", "{t}/runs/not-a-run", "--data", "{t}/data", "--out", "{t}/i.json"],
         "no checkpoint",
     ),
-    "epc-missing-run": (["epc", "--run", "{t}/runs/nope", "--out", "{t}/e.json"], "no checkpoint"),
     "toy-out-unwritable": (["toy", "--out", "{t}/file/toy"], ""),
     # data
     "digitclutter-out-unwritable": (
@@ -129,7 +128,8 @@ def test_one_line_and_status_2(case, places, capsys):
 
 def test_no_traceback_from_a_real_process(tmp_path):
     """The same through ``python -m iterconv``: one line, status 2, nothing else."""
-    cmd = [sys.executable, "-m", "iterconv", "epc", "--run", "results/runs/x-y-z", "--out", "o"]
+    cmd = [sys.executable, "-m", "iterconv", "indices", "--run", "results/runs/x-y-z"]
+    cmd += ["--data", "results/data/d", "--out", "o", "--device", "cpu"]
     result = subprocess.run(
         cmd, cwd=tmp_path, env=iterconv_env(), capture_output=True, text=True, timeout=120
     )

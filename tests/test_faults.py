@@ -321,10 +321,10 @@ def test_corrupt_best_pt_stops_the_analysis_with_one_line(trained, damage, capsy
     damage(trained / "best.pt")
     with pytest.raises(UserError, match=r"delete .*run0 and rerun"):
         load_run_model(trained / "best.pt")
-    assert main(["epc", "--run", str(trained), "--out", str(tmp_path / "epc.json")]) == 2
+    assert main(indices_argv(trained, tmp_path, tmp_path / "indices.json")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "best.pt" in err and "delete" in err
-    assert not (tmp_path / "epc.json").exists()
+    assert not (tmp_path / "indices.json").exists()
 
 
 def test_best_pt_swapped_for_another_checkpoint_fails_the_manifest(trained):
@@ -529,11 +529,10 @@ def indices_argv(run: Path, data: Path, out: Path) -> list[str]:
 
 @pytest.fixture
 def analysed(finished, tmp_path, capsys):
-    """A finished run, its dataset and the indices and EPC files computed from it."""
+    """A finished run, its dataset and the indices file (EPC included) computed from it."""
     data, run = finished
     out = tmp_path / "analysis"
     assert main(indices_argv(run, data, out / "indices.json")) == 0
-    assert main(["epc", "--run", str(run), "--out", str(out / "epc.json")]) == 0
     capsys.readouterr()
     return data, run, out
 
@@ -576,12 +575,10 @@ def test_checkpoint_changed_in_place_is_refused_before_analysis(analysed, capsys
     for name, st in times.items():
         os.utime(run / name, ns=(st.st_atime_ns, st.st_mtime_ns))
     before, outputs = snapshot(run), snapshot(out)
-    for argv in (indices_argv(run, data, out / "indices.json"), ["epc", "--run", str(run)]):
-        argv = argv if argv[0] == "indices" else [*argv, "--out", str(out / "epc.json")]
-        assert main(argv) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith(f"iterconv {argv[0]}: error: "), err
-        assert message in err and f"delete {run} and rerun" in err, err
+    assert main(indices_argv(run, data, out / "indices.json")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("iterconv indices: error: "), err
+    assert message in err and f"delete {run} and rerun" in err, err
     assert snapshot(run) == before and snapshot(out) == outputs
 
 
