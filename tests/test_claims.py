@@ -11,7 +11,25 @@ from fake_tables import fake_tables
 
 from iterconv import stats
 from iterconv.cli import main
-from iterconv.report.claims import check_claims
+from iterconv.report.catalogue import check_claims
+from iterconv.report.engine import (
+    ALPHA,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NO_DATA,
+    NOT_REPRODUCIBLE,
+    SUPPORTED,
+    Above,
+    Band,
+    Below,
+    ClaimResult,
+    Near,
+    difference_check,
+    level_check,
+    one_sided,
+    proportion_check,
+)
+from iterconv.report.render import to_markdown
 
 DIRECTIONAL = [
     "coupling_raises_ci",
@@ -118,11 +136,85 @@ def test_stats_reference_values():
 
 
 def test_not_reproducible_verdict_is_rendered_and_counted():
-    from iterconv.report.claims import NOT_REPRODUCIBLE, ClaimResult, to_markdown
-
     claim = ClaimResult(id="x", claim="c", paper_reference="p", verdict=NOT_REPRODUCIBLE)
     runs = pd.DataFrame({"dataset": ["d"]})
     text = to_markdown([], runs, "d", {"Family": ("setting", [claim])})
     assert "| **not reproducible as specified** |" in text
     assert "Verdict counts: not reproducible as specified: 1." in text
     assert text.index("setting") < text.index("| `x` |")
+
+
+def test_wilson_interval():
+    for s, n in ((0, 10), (10, 10), (37, 100)):
+        lo, hi = stats.wilson_interval(s, n)
+        assert 0 <= lo <= s / n <= hi <= 1 and hi - lo > 0
+    lo, hi = stats.wilson_interval(5, 10)  # symmetric about 0.5: 0.5 -+ 1.96 * 0.5 / sqrt(13.84)
+    assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+def test_stratified_rate_difference_reference_values():
+    rng = np.random.default_rng(0)
+    est, (lo, hi), p = stats.stratified_rate_difference(
+        [(90, 100), (80, 100)], [(50, 100)] * 2, rng
+    )
+    assert est == pytest.approx(0.35) and 0.25 < lo < 0.35 < hi < 0.45 and p < 0.001
+    est, (lo, hi), p = stats.stratified_rate_difference([(50, 100)], [(50, 100)], rng)
+    assert est == 0 and lo < 0 < hi and p > 0.3
+
+
+@pytest.mark.parametrize(
+    ("rule", "interval", "verdict"),
+    [
+        (Near(1.0, 0.1), (0.95, 1.05), SUPPORTED),
+        (Near(1.0, 0.1), (1.15, 1.3), CONTRADICTED),
+        (Near(1.0, 0.1), (0.85, 1.05), INCONCLUSIVE),
+        (Band(-0.01, 0.01), (-0.01, 0.01), SUPPORTED),  # the band is closed
+        (Above(0.1), (0.1, 0.3), INCONCLUSIVE),  # "above" is strict
+        (Above(0.1), (0.0, 0.09), CONTRADICTED),
+        (Above(0.99, inclusive=True), (0.99, 1.0), SUPPORTED),
+        (Above(-0.005, contradiction=0.0), (-0.004, 0.002), SUPPORTED),
+        (Above(-0.005, contradiction=0.0), (-0.02, -0.001), CONTRADICTED),
+        (Above(-0.02), (-0.03, -0.01), INCONCLUSIVE),
+        (Below(0.01), (0.0, 0.009), SUPPORTED),
+        (Below(0.01), (0.02, 0.03), CONTRADICTED),
+        (Below(0.01), (0.0, 0.01), INCONCLUSIVE),
+    ],
+)
+def test_rules(rule, interval, verdict):
+    assert rule.verdict(*interval) == verdict
+
+
+def test_one_sided_verdict_needs_the_interval_and_the_p_value():
+    assert one_sided(0.1, 0.3, 0.01) == SUPPORTED
+    assert one_sided(0.1, 0.3, ALPHA) == INCONCLUSIVE  # p must be below ALPHA
+    assert one_sided(-0.3, -0.1, 0.99) == CONTRADICTED
+
+
+def _base() -> ClaimResult:
+    return ClaimResult(id="x", claim="c", paper_reference="p")
+
+
+def test_bounded_difference_reports_the_interval_not_a_p_value():
+    df = pd.DataFrame({"group": ["a"] * 4 + ["b"] * 4, "seed": [0, 1, 2, 3] * 2})
+    df["v"] = [0.50, 0.51, 0.49, 0.50, 0.50, 0.52, 0.48, 0.50]
+    rows = {g: (lambda frame, g=g: frame["group"] == g) for g in "ab"}
+    rng = np.random.default_rng(0)
+    out = difference_check(_base(), df, "v", rows["a"], rows["b"], [], rng, bound=Band(-0.1, 0.1))
+    assert out.verdict == SUPPORTED and out.p_value is None
+    assert out.measured["difference"] == pytest.approx(0.0) and out.n["runs"] == 8
+    one_sided_out = difference_check(_base(), df, "v", rows["a"], rows["b"], [], rng)
+    assert one_sided_out.verdict == INCONCLUSIVE and one_sided_out.p_value is not None
+
+
+def test_proportion_and_level_checks():
+    rng = np.random.default_rng(0)
+    out = proportion_check(_base(), 1000, 1000, Above(0.99, inclusive=True), rng)
+    assert out.verdict == SUPPORTED and out.interval == [1.0, 1.0] and out.n["trials"] == 1000
+    out = proportion_check(_base(), 900, 1000, Above(0.99, inclusive=True), rng)
+    assert out.verdict == CONTRADICTED and out.measured["success_rate"] == 0.9
+    assert proportion_check(_base(), 1, 1, Above(0.5), rng).verdict == NO_DATA
+    base = _base()
+    base.measured = {"max": 0.3}  # numbers declared with the claim are kept
+    df = pd.DataFrame({"x": [0.2, 0.25, 0.3], "seed": [0, 1, 2]})
+    out = level_check(base, df, "x", Below(0.5), rng)
+    assert out.verdict == SUPPORTED and out.measured == {"mean": 0.25, "threshold": 0.5, "max": 0.3}

@@ -25,7 +25,7 @@ from iterconv.models.implicit import (
     perturbation_penalty,
 )
 from iterconv.pipeline.grid import ParamsError
-from iterconv.report.claims import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED
+from iterconv.report.engine import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED
 
 TIGHT = SolverSettings(tol=1e-13, max_iter=1000, backward_tol=1e-13, backward_max_iter=1000)
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from iterconv.families import shortcut as sc
 from iterconv.models import two_layer as tl
 from iterconv.pipeline.grid import ParamsError
-from iterconv.report.claims import CONTRADICTED, NO_DATA, SUPPORTED
+from iterconv.report.engine import CONTRADICTED, NO_DATA, SUPPORTED
 
 MICRO = {"ks": [9, 16], "trials": 40, "tol": 0.01, "max_steps": 4000, "path_k": 9}
 
@@ -273,9 +273,3 @@ def test_claims_can_be_contradicted():
     assert verdicts["shortcut_ssw_beats_plain"] == CONTRADICTED
     assert verdicts["shortcut_resnet_beats_cnn"] == CONTRADICTED
     assert verdicts["shortcut_paths"] == NO_DATA
-
-
-def test_wilson_interval():
-    for s, n in ((0, 10), (10, 10), (37, 100)):
-        lo, hi = sc.wilson_interval(s, n)
-        assert 0 <= lo <= s / n <= hi <= 1 and hi - lo > 0

@@ -26,7 +26,7 @@ from iterconv.models.van import (
     update_multipliers,
 )
 from iterconv.pipeline.grid import ParamsError
-from iterconv.report.claims import (
+from iterconv.report.engine import (
     CONTRADICTED,
     INCONCLUSIVE,
     NO_DATA,

@@ -1,10 +1,13 @@
-"""Small resampling statistics (numpy only): bootstrap intervals and permutation tests.
+"""Small statistics (numpy only), shared by the claims and the figures: bootstrap intervals,
+permutation tests and binomial intervals.
 
-Every function takes a seeded :class:`numpy.random.Generator` so results are reproducible.
+Every resampling function takes a seeded :class:`numpy.random.Generator` so results are
+reproducible.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -91,3 +94,42 @@ def sign_flip_p(
     signs = rng.choice([-1.0, 1.0], size=(n, d.size))
     null = (signs * np.abs(d)).mean(axis=1)
     return float((1 + np.sum(null >= d.mean() - 1e-12)) / (n + 1))
+
+
+def stratified_rate_difference(
+    high: Sequence[tuple[int, int]],
+    low: Sequence[tuple[int, int]],
+    rng: np.random.Generator,
+    level: float = 0.95,
+    n: int = N_RESAMPLES,
+) -> tuple[float, tuple[float, float], float]:
+    """Mean over strata of the success-rate difference high - low: estimate, percentile
+    bootstrap interval (each group's trials redrawn: binomial draws) and one-sided permutation
+    p-value for "difference > 0" (labels shuffled within strata: hypergeometric draws).
+
+    Args:
+        high, low: per stratum, ``(successes, trials)`` of each group (trials >= 1).
+    """
+    estimate = 0.0
+    boot, perm = np.zeros(n), np.zeros(n)
+    for (sh, nh), (sl, nl) in zip(high, low, strict=True):
+        estimate += sh / nh - sl / nl
+        boot += rng.binomial(nh, sh / nh, n) / nh - rng.binomial(nl, sl / nl, n) / nl
+        drawn = rng.hypergeometric(sh + sl, nh + nl - sh - sl, nh, n)
+        perm += drawn / nh - (sh + sl - drawn) / nl
+    m = len(high)
+    estimate, boot, perm = estimate / m, boot / m, perm / m
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    p = (1 + np.sum(perm >= estimate - 1e-12)) / (n + 1)
+    return float(estimate), (float(lo), float(hi)), float(p)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion (sensible at 0 and 1 too)."""
+    if n == 0:
+        return math.nan, math.nan
+    rate = successes / n
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

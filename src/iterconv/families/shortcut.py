@@ -56,12 +56,16 @@ from iterconv.models.two_layer import (
     theory_radius,
 )
 from iterconv.pipeline import ParamsError
-from iterconv.report.claims import (
+from iterconv.report.engine import (
     CONTRADICTED,
-    INCONCLUSIVE,
     SUPPORTED,
+    Above,
     ClaimResult,
+    proportion_check,
+    rate_difference_check,
+    rounded,
 )
+from iterconv.stats import wilson_interval
 
 NAME = "shortcut"
 TITLE = "Shortcut connections in a two-layer convolutional ResNet (Liu et al. 2019)"
@@ -321,16 +325,6 @@ def collect(results: dict[str, dict]) -> dict[str, pd.DataFrame]:
     }
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion (sensible at 0 and 1 too)."""
-    if n == 0:
-        return math.nan, math.nan
-    rate = successes / n
-    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def _ball_rows(success: pd.DataFrame, ball: str) -> pd.DataFrame:
     """The rows of one initialisation ball (none if the table does not record the ball)."""
     if "ball" not in success:
@@ -402,7 +396,7 @@ FIGURES: dict[str, tuple[str, Callable[[dict[str, pd.DataFrame]], Figure]]] = {
 
 # --- claims ------------------------------------------------------------------------------
 
-_N_BOOT = 4000
+ALWAYS = 0.99  # success rate that counts as "converges in all simulations"
 # End-point tolerance of the path claim: the two optima are >= 2 apart (|u - v*| = 2 at -v*).
 _PATH_TOL = 0.25
 
@@ -411,58 +405,31 @@ def _counts(success: pd.DataFrame, method: str) -> pd.DataFrame:
     return success[success["method"] == method].set_index("k")[["n_global", "trials"]]
 
 
-def _rate_difference(
-    hi: pd.DataFrame, lo: pd.DataFrame, rng: np.random.Generator
-) -> tuple[float, tuple[float, float], float]:
-    """Mean over strata of the success-rate difference hi - lo: estimate, 95% bootstrap
-    interval (resampling each group's trials, i.e. binomial draws), and the one-sided
-    permutation p-value (labels shuffled within strata: hypergeometric draws)."""
-    est = np.zeros(_N_BOOT + 1)
-    boot, perm = np.zeros(_N_BOOT), np.zeros(_N_BOOT)
-    for (sh, nh), (sl, nl) in zip(hi.to_numpy(), lo.to_numpy(), strict=True):
-        est[0] += sh / nh - sl / nl
-        boot += rng.binomial(nh, sh / nh, _N_BOOT) / nh - rng.binomial(nl, sl / nl, _N_BOOT) / nl
-        drawn = rng.hypergeometric(sh + sl, nh + nl - sh - sl, nh, _N_BOOT)
-        perm += drawn / nh - (sh + sl - drawn) / nl
-    m = len(hi)
-    estimate, boot, perm = est[0] / m, boot / m, perm / m
-    lo_, hi_ = np.quantile(boot, [0.025, 0.975])
-    p = (1 + np.sum(perm >= estimate - 1e-12)) / (_N_BOOT + 1)
-    return float(estimate), (float(lo_), float(hi_)), float(p)
-
-
-def _difference_claim(base: ClaimResult, hi: pd.DataFrame, lo: pd.DataFrame, rng) -> ClaimResult:
+def _rate_difference_claim(
+    base: ClaimResult, hi: pd.DataFrame, lo: pd.DataFrame, rng: np.random.Generator
+) -> ClaimResult:
+    """Claimed: the success rate of ``hi`` exceeds that of ``lo``, averaged over their common k."""
     common = sorted(set(hi.index) & set(lo.index))
     hi, lo = hi.loc[common], lo.loc[common]
-    if not common or min(hi["trials"].min(), lo["trials"].min()) < 2:
-        base.note = "Needs both groups at a common k with at least 2 trials each."
-        return base
-    est, (lo_, hi_), p = _rate_difference(hi, lo, rng)
-    base.measured = {"difference": round(est, 4)}
-    base.n = {"ks": len(common), "trials": int(hi["trials"].sum() + lo["trials"].sum())}
-    base.interval, base.p_value = [round(lo_, 4), round(hi_, 4)], round(p, 4)
-    base.verdict = SUPPORTED if lo_ > 0 and p < 0.05 else CONTRADICTED if hi_ < 0 else INCONCLUSIVE
-    return base
+    base.n = {"ks": len(common)}
+    pairs = [list(zip(c["n_global"], c["trials"], strict=True)) for c in (hi, lo)]
+    return rate_difference_check(base, *pairs, rng)
 
 
 def _ssw_always(success: pd.DataFrame, rng: np.random.Generator) -> ClaimResult:
     base = ClaimResult(
         id="shortcut_ssw_always",
         claim="GD with step-size warm-up on the ResNet converges to the global optimum in all "
-        "simulations (success rate 1 for every k; checked as >= 0.99).",
+        f"simulations (success rate 1 for every k; checked as >= {ALWAYS:g}).",
         paper_reference="seed 004, sec. 4, table 1 (row 1), theorem 2",
     )
     counts = _counts(success, "ssw")
-    total, wins = int(counts["trials"].sum()), int(counts["n_global"].sum())
-    if total < 2:
-        base.note = "No ssw runs."
-        return base
-    lo, hi = stats.bootstrap_mean_ci(np.r_[np.ones(wins), np.zeros(total - wins)], rng)
-    worst = float((counts["n_global"] / counts["trials"]).min())
-    base.measured = {"success_rate": round(wins / total, 4), "worst_k_rate": round(worst, 4)}
-    base.n, base.interval = {"ks": len(counts), "trials": total}, [round(lo, 4), round(hi, 4)]
-    base.verdict = SUPPORTED if lo >= 0.99 else CONTRADICTED if hi < 0.99 else INCONCLUSIVE
-    return base
+    base.n = {"ks": len(counts)}
+    if len(counts):
+        worst = float((counts["n_global"] / counts["trials"]).min())
+        base.measured = {"worst_k_rate": rounded(worst)}
+    wins, total = int(counts["n_global"].sum()), int(counts["trials"].sum())
+    return proportion_check(base, wins, total, Above(ALWAYS, inclusive=True), rng)
 
 
 def _plain_improves_with_k(success: pd.DataFrame, rng: np.random.Generator) -> ClaimResult:
@@ -479,7 +446,7 @@ def _plain_improves_with_k(success: pd.DataFrame, rng: np.random.Generator) -> C
     rates = counts["n_global"] / counts["trials"]
     # The largest and the smallest k as one stratum of "high" and "low".
     largest, smallest = counts.iloc[[-1]], counts.iloc[[0]].set_axis(counts.index[[-1]])
-    base = _difference_claim(base, largest, smallest, rng)
+    base = _rate_difference_claim(base, largest, smallest, rng)
     base.measured |= {
         "k_small": int(counts.index[0]),
         "k_large": int(counts.index[-1]),
@@ -532,7 +499,7 @@ def _with_ball(claim: ClaimResult, ball: str) -> ClaimResult:
     if ball != "theory":
         claim.id = f"{claim.id}_{ball}"
         claim.claim = f"[{ball} ball, sensitivity analysis] {claim.claim}"
-    claim.note = " ".join(filter(None, [_BALL_NOTES[ball], claim.note]))
+    claim.note = " ".join(filter(None, [_BALL_NOTES[ball], claim.note.strip()]))
     return claim
 
 
@@ -557,7 +524,7 @@ def _table_claims(success: pd.DataFrame, rng: np.random.Generator) -> list[Claim
     """The Table 1 claims on the rows of one ball."""
     out = [_ssw_always(success, rng)]
     out.append(
-        _difference_claim(
+        _rate_difference_claim(
             ClaimResult(
                 id="shortcut_ssw_beats_plain",
                 claim="Without warm-up GD can be trapped by the spurious optimum: its success "
@@ -571,7 +538,7 @@ def _table_claims(success: pd.DataFrame, rng: np.random.Generator) -> list[Claim
     )
     out.append(_plain_improves_with_k(success, rng))
     out.append(
-        _difference_claim(
+        _rate_difference_claim(
             ClaimResult(
                 id="shortcut_resnet_beats_cnn",
                 claim="The plain CNN student of Du et al. (2017) is trapped with constant "

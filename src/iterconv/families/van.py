@@ -48,6 +48,14 @@ import pandas as pd
 
 from iterconv.figures import van as van_figures
 from iterconv.models.van import ARCHS
+from iterconv.report.engine import (
+    NOT_REPRODUCIBLE,
+    Band,
+    Below,
+    ClaimResult,
+    difference_check,
+    level_check,
+)
 from iterconv.pipeline import ParamsError
 
 NAME = "van"
@@ -463,11 +471,9 @@ def _phase_out(final: pd.DataFrame) -> dict[str, float] | None:
     }
 
 
-def _as_specified(res, phase_out: dict[str, float] | None):
+def _as_specified(res: ClaimResult, phase_out: dict[str, float] | None) -> ClaimResult:
     """A claim on VAN's accuracy is not tested when the stated updates remove the skips
     abruptly (see :func:`_phase_out`): verdict "not reproducible as specified"."""
-    from iterconv.report.claims import NOT_REPRODUCIBLE
-
     if phase_out is None:
         return res
     res.measured = {**res.measured, **phase_out}
@@ -511,24 +517,14 @@ def _arch(name: str):
     return lambda g: g["arch"] == name
 
 
-def _bound(res, low: float, high: float):
-    """Re-judge a difference check as "the difference lies in [low, high]"."""
-    from iterconv.report.claims import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED
-
-    if res.verdict == NO_DATA:
-        return res
-    lo, hi = res.interval
-    res.p_value = None  # a bound, not a direction: the interval decides
-    inside, outside = low <= lo and hi <= high, hi < low or lo > high
-    res.verdict = SUPPORTED if inside else CONTRADICTED if outside else INCONCLUSIVE
-    res.note += f" Supported when the 95% interval of the difference lies in [{low:g}, {high:g}]."
-    return res
+def _band(low: float, high: float) -> tuple[Band, str]:
+    """The rule "the difference lies in [low, high]" and the note that states it."""
+    note = f"Supported when the 95% interval of the difference lies in [{low:g}, {high:g}]."
+    return Band(low, high), note
 
 
-def _degradation(final: pd.DataFrame, arch: str, rng: np.random.Generator):
+def _degradation(final: pd.DataFrame, arch: str, rng: np.random.Generator) -> ClaimResult:
     """Held-out accuracy at the shallow depth minus at the deepest, per dataset."""
-    from iterconv.report.claims import ClaimResult, difference_check
-
     if arch == "plain":
         text = (
             "Plain networks degrade with depth: the deepest plain network is less accurate "
@@ -546,53 +542,30 @@ def _degradation(final: pd.DataFrame, arch: str, rng: np.random.Generator):
         base.note = f"Needs {arch} runs at a depth <= {SHALLOW_MAX} and at a deeper one."
         return base
     shallow, deep = pair
-    res = difference_check(
-        base,
-        df,
-        "val_acc",
-        lambda g: g["depth"] == shallow,
-        lambda g: g["depth"] == deep,
-        ["dataset"],
-        rng,
-    )
-    res.measured = {**res.measured, "shallow_depth": shallow, "deep_depth": deep}
-    return res if arch == "plain" else _bound(res, -1.0, COMPETITIVE_TOL)
+    base.measured = {"shallow_depth": shallow, "deep_depth": deep}
+    groups = (lambda g: g["depth"] == shallow, lambda g: g["depth"] == deep, ["dataset"])
+    if arch == "plain":
+        return difference_check(base, df, "val_acc", *groups, rng)
+    rule, base.note = _band(-1.0, COMPETITIVE_TOL)
+    return difference_check(base, df, "val_acc", *groups, rng, bound=rule)
 
 
-def _skips_removed(final: pd.DataFrame, rng: np.random.Generator):
-    from iterconv import stats
-    from iterconv.report.claims import (
-        CONTRADICTED,
-        INCONCLUSIVE,
-        MIN_RUNS,
-        SUPPORTED,
-        ClaimResult,
-    )
-
+def _skips_removed(final: pd.DataFrame, rng: np.random.Generator) -> ClaimResult:
     res = ClaimResult(
         id="van_skips_removed",
         claim="The Lagrange multipliers phase the skip-connections out: at the end of training "
         f"the mean alpha residual of VAN networks is below {REMOVED_TOL:g}.",
         paper_reference="seed 003, sec. 3 and fig. 2 (right)",
+        note="One value per VAN run: its final mean alpha residual.",
     )
-    x = final.loc[final["arch"] == "van", "alpha_residual"].dropna().to_numpy(float)
-    res.n = {"runs": int(x.size)}
-    if x.size < MIN_RUNS:
-        res.note = f"Fewer than {MIN_RUNS} VAN runs."
-        return res
-    lo, hi = stats.bootstrap_mean_ci(x, rng)
-    res.measured = {"mean": float(x.mean()), "max": float(x.max()), "threshold": REMOVED_TOL}
-    res.interval = [lo, hi]
-    res.verdict = (
-        SUPPORTED if hi < REMOVED_TOL else CONTRADICTED if lo > REMOVED_TOL else INCONCLUSIVE
-    )
-    return res
+    van = final[final["arch"] == "van"]
+    if van["alpha_residual"].notna().any():
+        res.measured = {"max": float(van["alpha_residual"].max())}
+    return level_check(res, van, "alpha_residual", Below(REMOVED_TOL), rng, digits=6)
 
 
-def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list:
+def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list[ClaimResult]:
     """Section 4.1's claims on the ``final`` table (held-out accuracy after the last epoch)."""
-    from iterconv.report.claims import ClaimResult, difference_check
-
     final = tables.get("final", pd.DataFrame())
     if final.empty:
         final = pd.DataFrame(columns=[*_KEYS, "seed", "val_acc", "alpha_residual"])
@@ -610,12 +583,14 @@ def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list:
         ["dataset", "depth"],
         rng,
     )
+    within, note = _band(-COMPETITIVE_TOL, COMPETITIVE_TOL)
     free = difference_check(
         ClaimResult(
             id="van_free_competitive",
             claim="VAN (lambda = 0) networks obtain competitive results across all depths: "
             f"within {COMPETITIVE_TOL:g} of ResNets' held-out accuracy.",
             paper_reference=REF,
+            note=note,
         ),
         final,
         "val_acc",
@@ -623,12 +598,13 @@ def claims(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> list:
         _arch("resnet"),
         ["dataset", "depth"],
         rng,
+        bound=within,
     )
     phase_out = _phase_out(final)
     return [
         _degradation(final, "plain", rng),
         _as_specified(_degradation(final, "van", rng), phase_out),
         _as_specified(beats, phase_out),
-        _bound(free, -COMPETITIVE_TOL, COMPETITIVE_TOL),
+        free,
         _skips_removed(final, rng),
     ]

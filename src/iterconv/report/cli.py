@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
     from iterconv.cli import UserError
     from iterconv.io import write_json, write_text
-    from iterconv.report.claims import check_claims, to_json, to_markdown
+    from iterconv.report.catalogue import check_claims
+    from iterconv.report.render import to_json, to_markdown
 
     if not Path(args.runs).is_file():
         raise UserError(f"{args.runs} not found")
