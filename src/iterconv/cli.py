@@ -43,14 +43,33 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
+class Subcommands(argparse._SubParsersAction):
+    """The subcommands' action: a subcommand registered with only a one-line ``help`` shows it
+    as the description of its own ``--help`` too."""
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        return super().add_parser(name, **kwargs)
+
+
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace, line breaks included, as one space."""
     return " ".join(text.split())
 
 
+DESCRIPTION = (
+    "The commands behind the iterconv workflow: prepare datasets, train runs, compute the "
+    "iterative convergence indices, collect tables, check the claims, draw figures, and follow "
+    "a preset's grid. Snakemake runs them for you (snakemake --cores all); each can also be "
+    "run by hand."
+)
+EPILOG = "Run 'iterconv COMMAND --help' for what a command does and its options."
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="iterconv", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="iterconv", description=DESCRIPTION, epilog=EPILOG)
+    parser.register("action", "parsers", Subcommands)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

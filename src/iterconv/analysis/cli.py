@@ -1,25 +1,38 @@
-"""``iterconv indices`` (with the effective parameter count) and ``iterconv toy``: the analyses
-of trained runs."""
+"""``iterconv indices``, ``iterconv epc`` and ``iterconv toy``: the analyses of trained runs."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iterconv.cli import UserError
+from iterconv.errors import UserError
 
 if TYPE_CHECKING:  # torch only where a command needs it
     from iterconv.data.prepared import PreparedDataset
     from iterconv.models.resnet import ModelConfig
 
 
+INDICES = """\
+Compute the three indices of iterative convergence of a trained run on its validation images
+(docs/analysis.md): for each stage, the convergence index (read out after each block), the
+recurrence index (drop one block) and the divergence index (apply the stage's last block again,
+--extra times), and the effective parameter count of its weights. Writes one JSON file and logs
+each stage's indices and the time taken."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "indices", help="convergence, recurrence and divergence indices and EPC of a run"
+        "indices",
+        help="convergence, recurrence and divergence indices and EPC of a run",
+        description=INDICES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--run", type=Path, required=True, help="run directory containing best.pt")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
+    p.add_argument(
+        "--data", type=Path, required=True, help="the prepared dataset the run was trained on"
+    )
     p.add_argument("--out", type=Path, required=True, help="output JSON file")
     p.add_argument("--extra", type=int, default=16, help="extra evaluations J (default 16)")
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch")
@@ -33,9 +46,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     p.set_defaults(handler=run_indices)
 
-    p = sub.add_parser("toy", help="the toy inverse problem of fig 1 (CSV tables)")
+    p = sub.add_parser("epc", help="effective parameter count of a run (appendix C.1)")
+    p.add_argument("--run", type=Path, required=True, help="run directory containing best.pt")
+    p.add_argument("--out", type=Path, required=True, help="output JSON file")
+    p.set_defaults(handler=run_epc)
+
+    p = sub.add_parser(
+        "toy",
+        help="the toy inverse problem of fig 1 (CSV tables)",
+        description="Invert a two-dimensional linear map with an iterative algorithm and "
+        "with small feedforward, residual and recurrent residual networks (the toy example of "
+        "the paper's fig 1), read each out at every step, unperturbed, with a step dropped and "
+        "with extra steps, and write the trajectories and errors as CSV tables.",
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--seed", type=int, default=0, help="seed of the networks' training (default 0)")
     p.set_defaults(handler=run_toy)
 
 
@@ -66,8 +91,16 @@ def run_indices(args: argparse.Namespace) -> int:
     data = load_prepared(args.data)
     check_run_dataset(args.run, config, model.cfg, args.data, data)
     n = args.max_images or data.val_x.shape[0]
+    adapter = iterconv_resnet_adapter(model, config.get("couple_from", 0))
+    blocks = "+".join(str(len(stage)) for stage in adapter.stages)
+    print(
+        f"indices of {args.run.name}: {n:,} validation images, blocks per stage {blocks}, "
+        f"{args.extra} extra evaluations, on {device}",
+        file=sys.stderr,
+        flush=True,
+    )
     result = compute_indices(
-        iterconv_resnet_adapter(model, config.get("couple_from", 0)),
+        adapter,
         data.val_x[:n],
         data.val_y[:n],
         multilabel=data.multilabel,
@@ -82,7 +115,28 @@ def run_indices(args: argparse.Namespace) -> int:
         write_indices(args.out, result)
     except OSError as err:
         raise UserError(f"cannot write {args.out}: {err.strerror}") from err
+    print(indices_summary(result, args.out), file=sys.stderr)
     return 0
+
+
+def indices_summary(result: dict, out: Path) -> str:
+    """Lines for the log of ``iterconv indices``: each stage's indices, the network's, the time."""
+    from iterconv.analysis.indices import INDEX_NAMES
+
+    def indices(values: dict) -> str:
+        return "  ".join(f"{name} {values[name]:.3f}" for name in INDEX_NAMES)
+
+    stages = result["stages"]
+    lines = [
+        f"stage {st['stage']}/{len(stages)} ({st['blocks']} blocks)  {indices(st)}" for st in stages
+    ]
+    per_image = result["block_evaluations"]["total"]
+    lines.append(f"network  {indices(result['network'])}")
+    lines.append(
+        f"{per_image:,.0f} block evaluations per image, {len(result['notes'])} notes, "
+        f"{result['seconds']:.1f} s -> {out}"
+    )
+    return "\n".join(lines)
 
 
 def check_run_dataset(
@@ -110,6 +164,21 @@ def check_run_dataset(
             f"run {run} was trained on {shape(*want)}, but --data {path} holds "
             f"{shape(*have)}: pass the run's prepared dataset"
         )
+
+
+def run_epc(args: argparse.Namespace) -> int:
+    from iterconv.analysis.epc import effective_parameter_count
+    from iterconv.io import write_json
+    from iterconv.train.checkpoint import load_run_model
+
+    model, config = load_run_model(_checkpoint(args.run), "cpu")
+    epc = effective_parameter_count(model, config.get("couple_from", 0))
+    result = {"run": args.run.name, **epc}
+    try:
+        write_json(args.out, result)
+    except OSError as err:
+        raise UserError(f"cannot write {args.out}: {err.strerror}") from err
+    return 0
 
 
 def run_toy(args: argparse.Namespace) -> int:

@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "indices-model",
         help="convergence, recurrence and divergence indices of a torchvision residual network",
+        description="Compute the three indices of iterative convergence of a torchvision "
+        "network (ResNets and their relatives, Vision Transformers, ConvNeXt) with its own or "
+        "torchvision's weights, on a folder of images or a prepared dataset; writes one JSON "
+        "file like 'iterconv indices' (docs/analysis.md, section 4).",
     )
     p.add_argument(
         "--arch",

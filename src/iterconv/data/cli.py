@@ -8,18 +8,42 @@ import sys
 import time
 from pathlib import Path
 
-from iterconv.cli import UserError
 from iterconv.data.torchvision_sets import SOURCES
+from iterconv.errors import UserError
+
+DIGITCLUTTER = """\
+Generate a Digitclutter dataset (Spoerer et al. 2017): each image shows several overlapping
+digits of random font size, position and grey level; the labels are the digits it shows.
+Writes a prepared dataset (train.npz, val.npz, manifest.json) to --out, and logs a progress
+line about every tenth of the images."""
+PREPARE = """\
+Prepare CIFAR-10, CIFAR-100, MNIST or Fashion-MNIST from the public archives: verify each
+archive's MD5, split the official training images into training and validation splits (the
+official test sets are never used) and write a prepared dataset (train.npz, val.npz,
+manifest.json) to --out. The archive names and checksums are listed in docs/data.md."""
+PROGRESS_LINES = 10  # about this many progress lines per generated dataset
 
 
 def register(sub) -> None:
-    p = sub.add_parser("digitclutter", help="generate a Digitclutter dataset")
+    p = sub.add_parser(
+        "digitclutter",
+        help="generate a Digitclutter dataset",
+        description=DIGITCLUTTER,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--n-digits", default="3", help='digits per image: "3" or a range "2-5"')
-    p.add_argument("--n-train", type=int, default=100_000)
-    p.add_argument("--n-val", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=32, help="must divide 512")
+    p.add_argument("--n-train", type=int, default=100_000, help="training images (default 100000)")
+    p.add_argument("--n-val", type=int, default=10_000, help="validation images (default 10000)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="generator seed: the same seed and sizes give the same images (default 0)",
+    )
+    p.add_argument(
+        "--image-size", type=int, default=32, help="image side in pixels; must divide 512"
+    )
     p.add_argument(
         "--font",
         default=None,
@@ -31,15 +55,43 @@ def register(sub) -> None:
     p.set_defaults(handler=run_digitclutter)
 
     p = sub.add_parser(
-        "prepare", help="prepare CIFAR-10/100, MNIST or Fashion-MNIST from the public archives"
+        "prepare",
+        help="prepare CIFAR-10/100, MNIST or Fashion-MNIST from the public archives",
+        description=PREPARE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", required=True, choices=list(SOURCES))
+    p.add_argument(
+        "--dataset", required=True, choices=list(SOURCES), help="which archive to prepare"
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--archives", type=Path, default=Path("data/archives"))
-    p.add_argument("--download", action="store_true", help="fetch missing archives")
-    p.add_argument("--n-train", type=int, default=None, help="seeded training subset")
-    p.add_argument("--n-val", type=int, default=None, help="validation size (5000 / 10000)")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument(
+        "--archives",
+        type=Path,
+        default=Path("data/archives"),
+        help="folder holding the downloaded archives under their upstream names "
+        "(default data/archives; Fashion-MNIST's in its subfolder fashion_mnist/)",
+    )
+    p.add_argument(
+        "--download", action="store_true", help="fetch missing archives with torchvision"
+    )
+    p.add_argument(
+        "--n-train",
+        type=int,
+        default=None,
+        help="a seeded subset of this many training images (default: the whole training split)",
+    )
+    p.add_argument(
+        "--n-val",
+        type=int,
+        default=None,
+        help="validation images (default: 5000 for CIFAR, 10000 for MNIST and Fashion-MNIST)",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="seed of the permutation that splits training and validation images (default 0)",
+    )
     p.add_argument("--name", default=None, help="name in the manifest (default: --out's name)")
     p.set_defaults(handler=run_prepare)
 
@@ -73,22 +125,17 @@ def run_digitclutter(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise UserError(f"invalid Digitclutter parameters: {err}") from err
-    start, done = time.perf_counter(), {"train": 0, "val": 0}
-    total = params.n_train + params.n_val
-    step = max(total // 10, 1)  # about ten progress lines
-
-    def progress(split: str, k: int) -> None:
-        before = sum(done.values())
-        done[split] += k
-        if (before + k) // step > before // step or before + k == total:
-            rate = (before + k) / (time.perf_counter() - start)
-            print(f"{split}: {done[split]} images ({rate:,.0f} images/s)", file=sys.stderr)
-
+    sizes = {"train": params.n_train, "val": params.n_val}
+    start = time.perf_counter()
     _, splits = prepare_digitclutter(
-        params, args.out, workers=args.workers, name=args.name, progress=progress
+        params,
+        args.out,
+        workers=args.workers,
+        name=args.name,
+        progress=GenerationProgress(sizes, start),
     )
     seconds = time.perf_counter() - start
-    print(f"{total} images in {seconds:.1f} s -> {args.out}", file=sys.stderr)
+    print(f"{sum(sizes.values()):,} images in {seconds:.1f} s -> {args.out}", file=sys.stderr)
     if args.contact_sheet is not None:
         try:
             save_contact_sheet(args.contact_sheet, splits["train"]["x"], splits["train"]["digits"])
@@ -97,9 +144,37 @@ def run_digitclutter(args: argparse.Namespace) -> int:
     return 0
 
 
+class GenerationProgress:
+    """``progress(split, k)`` of the generator: what is generated (once the output directory
+    has been accepted and the first images are drawn), then a line about every tenth of the
+    images, e.g. ``train 1,500/3,072 images  640 images/s  2.3 s``."""
+
+    def __init__(self, sizes: dict[str, int], start: float) -> None:
+        self.sizes, self.start = sizes, start
+        self.done = dict.fromkeys(sizes, 0)
+        self.step = max(sum(sizes.values()) // PROGRESS_LINES, 1)
+
+    def __call__(self, split: str, k: int) -> None:
+        before = sum(self.done.values())
+        if before == 0:
+            sizes = " and ".join(f"{n:,} {name}" for name, n in self.sizes.items())
+            print(f"generating {sizes} images", file=sys.stderr, flush=True)
+        self.done[split] += k
+        after = before + k
+        if after // self.step > before // self.step or self.done[split] == self.sizes[split]:
+            seconds = time.perf_counter() - self.start
+            print(
+                f"{split} {self.done[split]:,}/{self.sizes[split]:,} images  "
+                f"{after / seconds:,.0f} images/s  {seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def run_prepare(args: argparse.Namespace) -> int:
     from iterconv.data.torchvision_sets import prepare
 
+    start = time.perf_counter()
     manifest = prepare(
         args.dataset,
         args.out,
@@ -112,7 +187,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     )
     shapes = manifest["shapes"]
     print(
-        f"{args.dataset}: train {shapes['train']}, val {shapes['val']} -> {args.out}",
+        f"{args.dataset}: train {shapes['train']}, val {shapes['val']} in "
+        f"{time.perf_counter() - start:.1f} s -> {args.out}",
         file=sys.stderr,
     )
     return 0

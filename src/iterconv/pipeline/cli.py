@@ -5,22 +5,47 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from iterconv.cli import UserError
+from iterconv.errors import UserError
 from iterconv.pipeline.plan import add_arguments as add_plan_arguments
+
+PARAMS_HELP = "the parameters file (default: params.yaml)"
+PRESET_HELP = "preset to use (default: the one chosen in preset.yaml beside the parameters file)"
+
+
+def add_params_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("params", type=Path, nargs="?", default=Path("params.yaml"), help=PARAMS_HELP)
+    p.add_argument("--preset", help=PRESET_HELP)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-params", help="validate params.yaml (schema and grid)")
-    p.add_argument("params", type=Path, nargs="?", default=Path("params.yaml"))
-    p.add_argument("--preset", help="override the preset key")
+    p = sub.add_parser(
+        "check-params",
+        help="validate params.yaml (schema and grid)",
+        description="Check params.yaml as the workflow does before any job starts (YAML "
+        "syntax, the schema, every grid value, the families' settings) and count the chosen "
+        "preset's runs and family jobs. An invalid file is one line naming the key and what "
+        "is allowed (status 2).",
+    )
+    add_params_arguments(p)
     p.set_defaults(handler=check_params)
 
-    p = sub.add_parser("runs", help="list the run directories (content addresses) of a preset")
-    p.add_argument("params", type=Path, nargs="?", default=Path("params.yaml"))
-    p.add_argument("--preset", help="override the preset key")
+    p = sub.add_parser(
+        "runs",
+        help="list the run directories (content addresses) of a preset",
+        description="Print the run directory (results/runs/<run id>-<hash>) of every training "
+        "run of a preset, one a line.",
+    )
+    add_params_arguments(p)
     p.set_defaults(handler=list_runs)
 
-    p = sub.add_parser("collect", help="collect runs' outputs into a preset's tables")
+    p = sub.add_parser(
+        "collect",
+        help="collect runs' outputs into a preset's tables",
+        description="Read the runs' metrics.json and index files, check them all, then write "
+        "the preset's tables (runs.csv, stages.csv, curves.csv, history.csv) and its aggregated "
+        "metrics. A failure leaves the previous tables in place. The workflow's collect_tables "
+        "step runs it.",
+    )
     p.add_argument("--metrics", nargs="+", help="runs' metrics.json files (runs/<run>/...)")
     p.add_argument("--indices", nargs="+", help="runs' index JSON files, each named <run>.json")
     p.add_argument(
@@ -46,9 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(handler=collect)
 
-    p = sub.add_parser("plan", help="size a preset: jobs, epochs, FLOPs, device-hours")
-    p.add_argument("params", type=Path, nargs="?", default=Path("params.yaml"))
-    p.add_argument("--preset", help="override the preset key")
+    p = sub.add_parser(
+        "plan",
+        help="size a preset: jobs, epochs, FLOPs, device-hours",
+        description="Estimate what building a preset costs before starting it: jobs, epochs, "
+        "FLOPs and device-hours per sweep, from measured throughput (docs/performance.md).",
+    )
+    add_params_arguments(p)
     add_plan_arguments(p)
     p.set_defaults(handler=plan_preset)
 

@@ -13,16 +13,60 @@ import json
 import sys
 from pathlib import Path
 
-from iterconv.cli import UserError
+from iterconv.errors import UserError
+
+DESCRIPTION = """\
+Train one run of a residual network on a prepared dataset and write its run directory:
+last.pt after every epoch (the resume point), then best.pt, history.csv and metrics.json.
+A run directory holding last.pt of the same configuration resumes after its last epoch.
+Each epoch logs one line to stderr. Exit status: 0 trained, 2 bad input, 75 stopped by
+SIGTERM after saving (run the same command again to resume)."""
+# Run settings the params schema does not describe: params.yaml does not set them.
+NOT_PARAMS = {
+    "dataset": "name of the prepared dataset (in params.yaml: each of a sweep's datasets)",
+    "eval_batch_size": "images per validation batch (speed only, not part of the run's address)",
+}
+
+
+class ConfigKeysHelp(argparse.Action):
+    """``-h``: the help, followed by the run configuration's keys (read only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.epilog = config_keys_help()
+        parser.print_help()
+        parser.exit()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one run (resumes from last.pt when present)")
+    p = sub.add_parser(
+        "train",
+        help="train one run (resumes from last.pt when present)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action=ConfigKeysHelp, help="show this help and exit")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config-json", help="run configuration as a JSON object")
-    src.add_argument("--config", type=Path, help="run configuration as a JSON file")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
-    p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    src.add_argument(
+        "--config",
+        type=Path,
+        help="run configuration: a JSON file holding an object of the keys below",
+    )
+    src.add_argument(
+        "--config-json", metavar="JSON", help="run configuration as an inline JSON object"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="prepared dataset directory (results/data/<address>, holding manifest.json)",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="run directory to write (created if missing)"
+    )
     p.add_argument(
         "--device",
         default="auto",
@@ -43,6 +87,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--compile", action="store_true", help="torch.compile the model for training steps"
     )
     p.set_defaults(handler=run)
+
+
+def config_keys_help(width: int = 100) -> str:
+    """The run configuration's keys with their defaults (:class:`RunConfig`) and descriptions
+    (the run settings of the params schema, workflow/schemas/params.schema.yaml)."""
+    import dataclasses
+    import textwrap
+
+    from iterconv.train.config import RunConfig
+
+    described = {**schema_run_settings(), **NOT_PARAMS}
+    defaults = RunConfig().to_dict()
+    rows = [(f.name, _shown(defaults[f.name])) for f in dataclasses.fields(RunConfig)]
+    names, values = (max(len(row[i]) for row in rows) for i in (0, 1))
+    indent = 2 + names + 2 + values + 2
+    lines = ["run configuration keys (a key left out takes its default):"]
+    for name, default in rows:
+        text = textwrap.wrap(described.get(name, ""), max(width - indent, 40)) or [""]
+        lines.append(f"  {name:<{names}}  {default:<{values}}  {text[0]}".rstrip())
+        lines += [" " * indent + more for more in text[1:]]
+    return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def schema_run_settings() -> dict[str, str]:
+    """Description of each run setting in the params schema; empty without the schema (an
+    installation without the workflow)."""
+    import yaml
+
+    from iterconv.pipeline.validate import SCHEMA
+
+    try:
+        schema = yaml.safe_load(SCHEMA.read_text())
+    except OSError:
+        return {}
+    settings = schema["$defs"]["run_settings"]["properties"]
+    return {key: " ".join(spec.get("description", "").split()) for key, spec in settings.items()}
 
 
 def parse_config(args: argparse.Namespace):
