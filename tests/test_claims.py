@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from fake_tables import fake_tables
+from fake_tables import OTHER_DATASETS, fake_tables
 
 from iterconv import stats
 from iterconv.cli import main
@@ -18,6 +18,7 @@ from iterconv.report.engine import (
     INCONCLUSIVE,
     NO_DATA,
     NOT_REPRODUCIBLE,
+    NOT_TESTED,
     SUPPORTED,
     Above,
     Band,
@@ -40,9 +41,22 @@ DIRECTIONAL = [
 ]
 
 
+VARIATION_CLAIMS = [
+    "variation_not_better:bn_gamma",
+    "variation_not_better:kernel",
+    "variation_not_better:couple_from",
+    "bn_gamma_helps_at_0.9",
+]
+PCR_CLAIMS = ["pcr_di_near_zero", "pcr_raises_error", "pcr_worse_than_icr"]
+VARIANT_CLAIMS = ["plain_ri_below_resnet", "van_ri_below_resnet", "implicit_ci_above_resnet"]
+
+
+def _results(runs: pd.DataFrame, stages: pd.DataFrame) -> dict[str, ClaimResult]:
+    return {r.id: r for r in check_claims(runs, stages)[1]}
+
+
 def _verdicts(tables) -> dict[str, str]:
-    _, results = check_claims(tables["runs"], tables["stages"])
-    return {r.id: r.verdict for r in results}
+    return {i: r.verdict for i, r in _results(tables["runs"], tables["stages"]).items()}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +96,85 @@ def test_one_run_per_group_is_not_enough(tmp_path):
     verdicts = _verdicts(tables)
     for claim in [*DIRECTIONAL, "icr_raises_error"]:
         assert verdicts[claim] == "not enough data", claim
+
+
+def test_runs_present_but_too_few_are_not_enough_data_not_untested():
+    verdicts = _verdicts(fake_tables(seeds=1))  # every group trained, one run per cell
+    assert NOT_TESTED not in verdicts.values()
+    for claim in [*VARIATION_CLAIMS, *PCR_CLAIMS[1:], *VARIANT_CLAIMS]:
+        assert verdicts[claim] == NO_DATA, claim
+
+
+def _without_variations(runs: pd.DataFrame, drop_columns: bool) -> pd.DataFrame:
+    ordinary = (
+        (runs["bn_gamma"] == 1.0) & (runs["kernel"] == "uniform") & (runs["couple_from"] == 0)
+    )
+    runs = runs[ordinary]
+    return runs.drop(columns=["bn_gamma", "kernel", "couple_from"]) if drop_columns else runs
+
+
+@pytest.mark.parametrize("drop_columns", [False, True])
+def test_variation_claims_are_listed_as_not_tested_without_variation_runs(drop_columns):
+    tables = fake_tables(seeds=2)
+    with_variations = _verdicts(tables)
+    results = _results(_without_variations(tables["runs"], drop_columns), tables["stages"])
+    for claim in VARIATION_CLAIMS:
+        assert results[claim].verdict == NOT_TESTED, claim
+        assert results[claim].note.startswith("Needs "), claim
+    gamma = "the preset trains no standard runs with BN gamma = 0.1 at lambda = 0.9 (rec.)."
+    assert gamma in results["bn_gamma_helps_at_0.9"].note  # ordinary ones at 0.9 exist
+    assert "BN gamma = 0.1" in results["variation_not_better:bn_gamma"].note
+    assert "triangular kernel" in results["variation_not_better:kernel"].note
+    assert "coupling from block 5" in results["variation_not_better:couple_from"].note
+    others = {i: r.verdict for i, r in results.items() if i not in VARIATION_CLAIMS}
+    assert others == {i: v for i, v in with_variations.items() if i not in VARIATION_CLAIMS}
+
+
+def test_pcr_claims_are_not_tested_without_pcr_runs():
+    tables = fake_tables(seeds=3)
+    runs = tables["runs"]
+    results = _results(runs[runs["variant"] != "pcr"], tables["stages"])
+    for claim in PCR_CLAIMS:
+        assert results[claim].verdict == NOT_TESTED, claim
+        assert "PCR runs" in results[claim].note, claim
+    assert "the preset trains none." in results["pcr_di_near_zero"].note
+    assert "the preset trains no PCR runs." in results["pcr_raises_error"].note
+    assert results["icr_raises_error"].verdict == SUPPORTED  # ICR runs still compared
+
+
+def test_a_missing_reference_group_is_named():
+    tables = fake_tables(seeds=2)
+    runs = tables["runs"]
+    rec0 = (runs["coupling"] == 0.0) & (runs["init"] == "recurrent")
+    results = _results(runs[~rec0], tables["stages"])
+    note = results["coupling_raises_ci"].note
+    assert results["coupling_raises_ci"].verdict == NOT_TESTED
+    assert note.startswith("Needs standard runs at 0 < lambda < 1 (rec.) next to standard runs")
+    assert "the preset trains no standard runs at lambda = 0 (rec.)." in note
+
+
+def test_every_claim_is_listed_without_runs():
+    tables = fake_tables(seeds=2)
+    full = _results(tables["runs"], tables["stages"])
+    main_only = [i for i in full if i.partition(":")[2] not in OTHER_DATASETS]
+    dataset, results = check_claims(tables["runs"].iloc[0:0], pd.DataFrame())
+    assert dataset is None
+    assert [r.id.replace(":none", ":cifar10") for r in results] == main_only
+    assert {r.verdict for r in results} == {NOT_TESTED}
+    assert check_claims(pd.DataFrame(), pd.DataFrame())[1] == results  # no column either
+
+
+def test_markdown_counts_and_renders_the_not_tested_verdict():
+    tables = fake_tables(preset="demo", seeds=2)
+    dataset, results = check_claims(tables["runs"], tables["stages"])
+    text = to_markdown(results, tables["runs"], dataset)
+    untested = sum(r.verdict == NOT_TESTED for r in results)
+    assert untested >= len(VARIATION_CLAIMS)
+    counts = next(line for line in text.splitlines() if "Verdict counts:" in line)
+    assert f"not tested by this preset: {untested}" in counts
+    assert f"supported: {sum(r.verdict == SUPPORTED for r in results)}," in counts
+    assert "| `bn_gamma_helps_at_0.9` |" in text and "| not tested by this preset |" in text
+    assert "- `variation_not_better:kernel` (not tested by this preset): Needs " in text
 
 
 def test_no_effect_is_never_supported():

@@ -14,10 +14,16 @@ is claimed, a one-sided permutation p-value), and judges the interval by a rule:
 - a level (:func:`level_check`), a bounded difference (:func:`difference_check` with a
   ``bound``: "no better than", "loses at most") and a proportion (:func:`proportion_check`) are
   judged by one of those rules; a bound is not a direction, so they report no p-value;
-- otherwise ``inconclusive``. ``not enough data``: a group is missing or has fewer than
-  :data:`MIN_RUNS` values. ``not reproducible as specified`` is set by a family when the paper's
-  stated method, run as stated, does not behave as the paper's own figures show, so the
+- otherwise ``inconclusive``. ``not enough data``: the groups' runs exist but a group has fewer
+  than :data:`MIN_RUNS` values (in every stratum). ``not tested by this preset``
+  (:func:`not_tested`): the tables hold no run at all of a group the claim needs (a variant, a
+  training variation, a coupling setting, a second width), so the preset does not test it; the
+  note names what it needs. ``not reproducible as specified`` is set by a family when the
+  paper's stated method, run as stated, does not behave as the paper's own figures show, so the
   experiment does not test the claim.
+
+These six are the values of :attr:`ClaimResult.verdict` (the ``verdict`` field of
+``claims.json``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ MIN_RUNS = 2  # per group and stratum
 ALPHA = 0.05  # one-sided level of the permutation tests
 SUPPORTED, CONTRADICTED = "supported", "contradicted"
 INCONCLUSIVE, NO_DATA = "inconclusive", "not enough data"
+NOT_TESTED = "not tested by this preset"
 NOT_REPRODUCIBLE = "not reproducible as specified"
 
 
@@ -51,6 +58,15 @@ class ClaimResult:
     p_value: float | None = None
     verdict: str = NO_DATA
     note: str = ""
+
+
+def not_tested(base: ClaimResult, needs: Sequence[str], missing: Sequence[str]) -> ClaimResult:
+    """``base`` marked :data:`NOT_TESTED`: of the groups it compares (``needs``, described as
+    runs), the tables hold no run at all of those in ``missing``. The note names them."""
+    absent = "none" if set(missing) == set(needs) else "no " + " and no ".join(missing)
+    base.verdict = NOT_TESTED
+    base.note = f"Needs {' next to '.join(needs)}; the preset trains {absent}. {base.note}".strip()
+    return base
 
 
 def rounded(x: float, digits: int = 4) -> float:
@@ -297,5 +313,6 @@ def evaluate(
     entries: Iterable[tuple[ClaimResult, Check | None]], rng: np.random.Generator
 ) -> list[ClaimResult]:
     """Each claim checked in order (the order fixes the resampling); a claim without a check
-    (the data it needs are missing) keeps the verdict ``not enough data``."""
+    keeps its verdict (``not tested by this preset`` when the preset trains none of a group it
+    needs, else ``not enough data``)."""
     return [base if check is None else check(base, rng=rng) for base, check in entries]

@@ -12,6 +12,7 @@ from iterconv.report.engine import (
     MIN_RUNS,
     NO_DATA,
     NOT_REPRODUCIBLE,
+    NOT_TESTED,
     SUPPORTED,
     ClaimResult,
 )
@@ -22,6 +23,7 @@ VERDICT_MARK = {
     CONTRADICTED: "**contradicted**",
     INCONCLUSIVE: "inconclusive",
     NO_DATA: "not enough data",
+    NOT_TESTED: "not tested by this preset",
     NOT_REPRODUCIBLE: "**not reproducible as specified**",
 }
 # A rule's parameters (the notes state them) stay out of the table's measured column.
@@ -54,7 +56,8 @@ def to_markdown(
         "",
         "Intervals are 95% percentile bootstraps over runs (resampled within each group and "
         f"stratum); p-values are one-sided permutation tests in the claimed direction. "
-        f"Groups need at least {MIN_RUNS} runs. {_verdict_counts(results)}",
+        f"Groups need at least {MIN_RUNS} runs; a claim whose compared runs this preset does "
+        f"not train at all reads *{NOT_TESTED}*. {_verdict_counts(results)}",
         "",
         *_claims_table(results),
     ]
@@ -66,8 +69,10 @@ def to_markdown(
 
 
 def _verdict_counts(results: list[ClaimResult]) -> str:
-    counts = pd.Series([r.verdict for r in results]).value_counts().to_dict()
-    return "Verdict counts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "."
+    """Claims per verdict, in the order of :data:`VERDICT_MARK`."""
+    verdicts = [r.verdict for r in results]
+    counts = [f"{v}: {verdicts.count(v)}" for v in VERDICT_MARK if v in verdicts]
+    return "Verdict counts: " + ", ".join(counts) + "."
 
 
 def _claims_table(results: list[ClaimResult]) -> list[str]:
