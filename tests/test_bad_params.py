@@ -19,6 +19,7 @@ COUPLING = "presets.demo.sweeps[0] (demo_coupling)"
 CONVERGENT = "presets.demo.sweeps[1] (demo_convergent)"
 S0 = ("presets", "demo", "sweeps", 0)
 S1 = ("presets", "demo", "sweeps", 1)
+FAMILIES = ("presets", "demo", "families")
 DEMO_FIXED = {"stages": 3, "blocks": 4, "width": 8}
 
 
@@ -345,6 +346,48 @@ CASES = {
             "write 1.0e-4",
         ),
     },
+    "13 family settings": {
+        "unknown key": (
+            changed(((*FAMILIES, "van", "depth"), [2])),
+            "unknown key 'depth' in presets.demo.families.van (did you mean 'depths'?)",
+            "valid keys: alpha_init, alpha_momentum, archs",
+        ),
+        "wrong type": (
+            changed(((*FAMILIES, "shortcut", "trials"), "many")),
+            "presets.demo.families.shortcut.trials",
+            "an integer >= 1",
+        ),
+        "out of range": (
+            changed(((*FAMILIES, "van", "momentum"), 1.5)),
+            "presets.demo.families.van.momentum",
+            "a number >= 0 and <= 0.999",
+        ),
+        "nested list item": (
+            changed(((*FAMILIES, "implicit", "function", "thetas"), [0, 2])),
+            "presets.demo.families.implicit.function.thetas[1]",
+            "a number >= 0 and <= 1",
+        ),
+        "choice": (
+            changed(((*FAMILIES, "implicit", "spirals", "method"), "newton")),
+            "presets.demo.families.implicit.spirals.method",
+            "one of anderson, picard",
+        ),
+        "null for a number": (
+            changed(((*FAMILIES, "van", "n_train"), 1)),
+            "presets.demo.families.van.n_train",
+            "an integer >= 2 or null",
+        ),
+        "keys that disagree": (
+            changed(((*FAMILIES, "shortcut", "eta"), 0.5)),
+            "presets.demo.families.shortcut.eta",
+            "need eta < 4 pi / (k + pi - 1)",
+        ),
+        "no example": (
+            changed(((*FAMILIES, "implicit"), {})),
+            "presets.demo.families.implicit",
+            "name at least one example: function, spirals",
+        ),
+    },
 }
 CATALOGUE = {f"{cls}: {case}": spec for cls, cases in CASES.items() for case, spec in cases.items()}
 
@@ -490,8 +533,12 @@ def checksums(root: Path) -> dict[str, str]:
             lambda text: text.replace("  demo:         {epochs: 5", "\tdemo: {epochs: 5"),
             r"params.yaml:\d+:1: not valid YAML: found character '\\t'",
         ),
+        (
+            lambda text: text.replace("epochs: 6, lr: 0.01}", "epochs: 6, lr: 0}"),
+            r"presets\.demo\.families\.van\.lr: 0 is not allowed; must be a number > 0",
+        ),
     ],
-    ids=["duplicate key", "tab"],
+    ids=["duplicate key", "tab", "family setting"],
 )
 def test_snakemake_stops_on_yaml_errors_before_any_job(tmp_path, edit, expected):
     import re

@@ -4,16 +4,26 @@ own file (test_implicit.py, test_van.py, test_shortcut.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
-from params_helpers import with_preset
+import yaml
+from params_helpers import ROOT, with_preset
 
 from iterconv.cli import main
-from iterconv.families.registry import FAMILY_MODULES, expand_families, family, family_figures
+from iterconv.families.cli import check_job_config
+from iterconv.families.config import schema
+from iterconv.families.registry import (
+    FAMILY_MODULES,
+    Family,
+    expand_families,
+    family,
+    family_figures,
+)
 from iterconv.pipeline.grid import ParamsError
-from iterconv.pipeline.validate import validate_params
+from iterconv.pipeline.validate import SCHEMA, validate_params
 
 
 def test_every_preset_expands_its_families():
@@ -43,7 +53,7 @@ def families_of(preset: str, **families) -> dict:
     "families, key",
     [
         ({"resnet": {}}, "presets.micro.families.resnet: unknown family"),
-        ({"van": []}, "presets.micro.families.van: must be a mapping"),
+        ({"van": []}, "presets.micro.families.van: [] is not allowed; must be a mapping"),
         ({"van": {"datasets": ["nope"]}}, "dataset 'nope' is not one of"),
         ({"van": {"datasets": ["van_micro_digits"], "depth": [1]}}, "presets.micro.families.van"),
     ],
@@ -54,6 +64,159 @@ def test_invalid_family_sections_name_the_key(families, key):
     # the whole validation (the schema may speak first) names the section too
     with pytest.raises(ValueError, match=r"presets\.micro\.families"):
         validate_params(families_of("micro", **families))
+
+
+# --- typed configurations -------------------------------------------------------------------
+
+
+def test_every_family_is_a_family_with_a_frozen_configuration():
+    for name in FAMILY_MODULES:
+        fam = family(name)
+        assert isinstance(fam, Family) and name == fam.NAME
+        assert dataclasses.is_dataclass(fam.CONFIG)
+        assert fam.CONFIG.__dataclass_params__.frozen
+
+
+def schema_sections() -> dict:
+    """The families' sections of params.schema.yaml."""
+    presets = yaml.safe_load(SCHEMA.read_text())["properties"]["presets"]
+    return presets["additionalProperties"]["properties"]["families"]["properties"]
+
+
+@pytest.mark.parametrize("name", list(FAMILY_MODULES))
+def test_the_schema_describes_each_family_as_its_configuration_class(name):
+    section = schema_sections()[name]
+    expected = schema(family(name).CONFIG)
+    fields = {f.name for f in dataclasses.fields(family(name).CONFIG)}
+    assert set(section["properties"]) == fields
+    dump = yaml.safe_dump(expected, sort_keys=False, width=100)
+    assert {k: v for k, v in section.items() if k != "description"} == expected, (
+        f"params.schema.yaml's families.{name} is not the schema of its configuration class; "
+        f"it should read (besides its description):\n{dump}"
+    )
+
+
+def keys_of(section: dict, path: tuple = ()) -> dict[tuple, bool]:
+    """Every key of a family's schema section, nested keys too: {path: whether it is a
+    section of keys itself}."""
+    out = {}
+    for key, sub in section["properties"].items():
+        out[(*path, key)] = "properties" in sub
+        if "properties" in sub:
+            out |= keys_of(sub, (*path, key))
+    return out
+
+
+KEYS = [(name, path) for name, section in schema_sections().items() for path in keys_of(section)]
+
+
+@pytest.mark.parametrize(
+    "name, path", KEYS, ids=[f"{name}.{'.'.join(path)}" for name, path in KEYS]
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_the_key(name, path):
+    """The schema (before Snakemake builds anything) and the family's own parsing agree."""
+    params = with_preset("micro")
+    spec = params["presets"]["micro"]["families"][name]
+    node = spec
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = "text" if keys_of(schema_sections()[name])[path] else {"a": 1}
+    key = ".".join(path)
+    with pytest.raises(ParamsError, match=re.escape(f"presets.micro.families.{name}.{key}: ")):
+        validate_params(params)
+    with pytest.raises(ParamsError, match=re.escape(f"families.{name}.{key}: ")):
+        family(name).expand(spec)
+
+
+def test_identical_configurations_share_an_address():
+    """Defaults written out, or 1 written for 1.0, give the same jobs at the same addresses; a
+    changed setting gives new addresses to its family's jobs only."""
+
+    def addresses(params):
+        return {
+            name: sorted(job.address for job in jobs.values())
+            for name, jobs in expand_families(params).items()
+        }
+
+    def defaults(cls):
+        props = schema(cls)["properties"].items()
+        return {key: prop["default"] for key, prop in props if "default" in prop}
+
+    params = with_preset("demo")
+    before = addresses(params)
+    specs = params["presets"]["demo"]["families"]
+    specs["van"] = {**defaults(family("van").CONFIG), **specs["van"]}
+    specs["shortcut"] = {**specs["shortcut"], "a_norm": 1, "eta": 0.1}
+    function = specs["implicit"]["function"]
+    specs["implicit"]["function"] = {**defaults(family("implicit").FunctionSpec), **function}
+    assert addresses(params) == before
+    specs["van"]["lr"] = 0.02
+    after = addresses(params)
+    assert not set(after["van"]) & set(before["van"])
+    assert {k: v for k, v in after.items() if k != "van"} == {
+        k: v for k, v in before.items() if k != "van"
+    }
+
+
+@pytest.mark.parametrize("name", list(FAMILY_MODULES))
+def test_family_run_accepts_every_job_of_every_preset(name):
+    for preset in ("micro", "demo", "paper"):
+        for job in expand_families(with_preset(preset))[name].values():
+            assert check_job_config(name, family(name), job.config) == job.config
+
+
+DROP = object()  # a key left out of the job
+
+
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        (
+            "van",
+            {"depthz": 3},
+            "--config-json.depthz: unknown key (did you mean 'depth'?); valid keys: alpha_init",
+        ),
+        ("van", {"arch": DROP}, "--config-json: missing keys ['arch']"),
+        ("van", {"lr": "fast"}, "--config-json.lr: 'fast' is not allowed; must be a number > 0"),
+        ("van", {"depth": 0}, "--config-json.depth: 0 is not allowed; must be an integer >= 1"),
+        ("van", {"seeds": [0, True]}, "--config-json.seeds[1]: True is not allowed"),
+        (
+            "shortcut",
+            {"kind": "tables"},
+            "--config-json.kind: unknown kind 'tables'; must be one of table, path",
+        ),
+        ("shortcut", {"eta": 2.0}, "--config-json.eta: 2.0 makes GD on a diverge for k=9"),
+        (
+            "shortcut",
+            {"tol": float("nan")},
+            "--config-json.tol: nan is not allowed; must be finite",
+        ),
+        (
+            "implicit",
+            {"example": "spiral"},
+            "--config-json.example: unknown example 'spiral'; must be one of function, spirals",
+        ),
+        ("implicit", {"noise": 0.1}, "--config-json.noise: unknown key"),  # a function job
+    ],
+)
+def test_family_run_refuses_a_bad_job_naming_the_key(tmp_path, capsys, name, change, message):
+    config = next(iter(expand_families(with_preset("micro"))[name].values())).config
+    config = {k: v for k, v in {**config, **change}.items() if v is not DROP}
+    out = tmp_path / "job"
+    assert main(["family-run", name, "--config-json", json.dumps(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"not a valid {name} job: {message}" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", list(FAMILY_MODULES))
+def test_the_docs_table_lists_every_key(name):
+    text = (ROOT / "docs" / f"{name}.md").read_text()
+    table = re.search(r"^\| key \|.*?\n\n", text, re.M | re.S).group()
+    rows = re.findall(r"^\| `(\w+)` \|", table, re.M)
+    keys = keys_of(schema_sections()[name])  # sections of keys (implicit's examples): prose
+    assert len(rows) == len(set(rows))
+    assert set(rows) == {path[-1] for path, section in keys.items() if not section}
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from iterconv.cli import UserError
+from iterconv.errors import ParamsError, UserError
 from iterconv.families import FAMILY_MODULES
 from iterconv.train.device import check_device_spec
+
+if TYPE_CHECKING:
+    from iterconv.families.registry import Family
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +66,7 @@ def run_job(args: argparse.Namespace) -> int:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     check_device_spec(args.device)
     module = family(args.family)
-    check_job_config(args.family, module, config)
+    config = check_job_config(args.family, module, config)
     device = args.device
     if "torch" in sys.modules:  # only families that train with torch pay for importing it
         import torch
@@ -79,77 +81,18 @@ def run_job(args: argparse.Namespace) -> int:
     return 0
 
 
-# Per family: the job keys that take one value of a list in the family's spec (job key -> spec
-# key; None: a key that selects the kind of job).
-SWEPT: dict[str, dict[str, str | None]] = {
-    "van": {"dataset": "datasets", "arch": "archs", "depth": "depths"},
-    "shortcut": {"kind": None, "k": "ks", "method": "methods"},
-    "implicit": {"example": None, "theta": "thetas", "depth": "depths", "seed": "seeds"},
-}
-
-
-def check_job_config(name: str, module: ModuleType, config: dict[str, Any]) -> None:
-    """Refuse a configuration that is not one job of family ``name``, with the family's own
-    checks: the spec that would produce this job is rebuilt and expanded by the family's
-    ``expand`` (which validates every value), and the job it yields must have the same keys."""
-    what = f"--config-json is not a valid {name} job"
+def check_job_config(name: str, family: Family, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` checked as one job of family ``name`` (the family's typed job configuration)
+    and normalised; a UserError naming the key and what is allowed otherwise."""
     if not config:
         raise UserError(
             f"--config-json is empty: pass one {name} job's configuration (a JSON object "
             "as the workflow writes it; `iterconv family-run --help`)"
         )
-    if name not in SWEPT:  # a family without a known spec layout: its datasets must resolve
-        try:
-            module.datasets(config)
-        except (KeyError, TypeError, ValueError) as err:
-            raise UserError(f"{what}: {type(err).__name__} {err}") from err
-        return
     try:
-        spec, same_job = _job_spec(name, config, what)
-        expanded = module.expand(spec)
-    except (ValueError, TypeError) as err:  # ParamsError is a ValueError
-        raise UserError(f"{what}: {' '.join(str(err).split())}") from err
-    job = next((j for j in expanded.values() if same_job(j)), None)
-    if job is None:
-        raise UserError(f"{what}: the family never runs this combination of settings")
-    if missing := sorted(set(job) - set(config)):
-        raise UserError(f"{what}: missing keys {missing}")
-    if unknown := sorted(set(config) - set(job)):
-        raise UserError(f"{what}: unknown keys {unknown}; allowed: {sorted(job)}")
-
-
-def _job_spec(
-    name: str, config: dict[str, Any], what: str
-) -> tuple[dict[str, Any], Callable[[dict], bool]]:
-    """A spec of family ``name`` (as in params.yaml) whose expansion holds ``config``, and a
-    test that finds that job among the expansion's jobs. Each family sweeps some keys of its
-    spec (``depths`` -> a job's ``depth``); the job's other keys are copied settings."""
-    swept = SWEPT[name]
-    required = [*swept, "seeds"] if name == "van" else list(swept)
-    if missing := [key for key in required if key not in config]:
-        raise UserError(f"{what}: missing keys {missing}")
-    rest = {k: v for k, v in config.items() if k not in swept}
-    lists = {spec_key: [config[key]] for key, spec_key in swept.items() if spec_key}
-    if name == "van":
-        seeds = rest["seeds"]
-        group = len(seeds) if isinstance(seeds, list) and seeds else 1
-        return {**lists, **rest, "seeds_per_job": group}, lambda job: True
-    if name == "shortcut":
-        kind = config["kind"]
-        if kind not in ("table", "path"):
-            raise UserError(f"{what}: kind must be 'table' or 'path', got {kind!r}")
-        paths = {"paths": True, "path_k": config["k"]} if kind == "path" else {"paths": False}
-        picked = (kind, config["k"], config["method"])
-        spec = {**lists, **rest, **paths}
-        return spec, lambda job: (job["kind"], job["k"], job["method"]) == picked
-    if "noise" in rest:  # implicit: swept in the spirals example only
-        lists["noise"] = [rest.pop("noise")]
-    if not isinstance(config["example"], str):
-        raise UserError(f"{what}: example must be a name, got {config['example']!r}")
-    keys = [key for key in ("example", "theta", "depth", "seed", "noise") if key in config]
-    picked = {key: config[key] for key in keys}
-    spec = {config["example"]: {**lists, **rest}}
-    return spec, lambda job: {key: job.get(key) for key in keys} == picked
+        return family.parse_job(config, "--config-json")
+    except ParamsError as err:
+        raise UserError(f"not a valid {name} job: {err}") from err
 
 
 def collect(args: argparse.Namespace) -> int:

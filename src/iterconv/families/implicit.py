@@ -11,17 +11,19 @@ Two synthetic examples with the fully connected :class:`~iterconv.models.implici
   with the perturbation-stream regulariser at an input-noise level; one job per (theta, noise,
   depth, seed). Records accuracy under Gaussian input noise and decision regions.
 
-The spec (``families.implicit`` of a preset) has one optional mapping per example; an example
-left out is not run, ``{}`` runs it with the defaults of :class:`FunctionSpec` /
-:class:`SpiralsSpec`.
+The spec (``families.implicit`` of a preset) is :class:`ImplicitConfig`: one optional mapping
+per example, :class:`FunctionSpec` and :class:`SpiralsSpec`; an example left out is not run,
+``{}`` runs it with the defaults. A job is a :class:`FunctionJob` or a :class:`SpiralsJob` (keys,
+defaults and allowed values: docs/implicit.md).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,20 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from iterconv.families.config import (
+    SEED_MAX,
+    Invalid,
+    parse,
+    parse_tagged,
+    required,
+    setting,
+    shared,
+    to_dict,
+)
 from iterconv.figures import implicit as figs
 from iterconv.io import write_json
 from iterconv.models.fixed_point import METHODS, float64_needed
 from iterconv.models.implicit import ImplicitResNet, SolverSettings, perturbation_penalty
-from iterconv.pipeline import ParamsError
 from iterconv.report.engine import (
     MIN_RUNS,
     Above,
@@ -49,127 +60,152 @@ NAME = "implicit"
 TITLE = "Implicit residual networks (Reshniak & Webster 2019)"
 
 
-@dataclass(frozen=True)
-class FunctionSpec:
-    """Example 1 (1-D function approximation); every field is a spec key."""
+@dataclass(frozen=True, kw_only=True)
+class Common:
+    """Settings of both examples, with the same defaults: the learning-rate schedule, the
+    fixed-point solver and the vector field."""
 
-    thetas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # 0: ResNet
-    depths: list[int] = field(default_factory=lambda: [2, 8])  # layers L (step h = horizon / L)
-    seeds: list[int] = field(default_factory=lambda: [0])  # initialisation seeds
-    width: int = 8  # hidden-state dimension (input padded with zeros)
-    horizon: float = 2.0  # T: total time of the ODE the network discretises
-    n_train: int = 20  # equally spaced training points on [-1, 1]
-    n_val: int = 200  # uniform random validation points on [-1, 1]
-    epochs: int = 1000  # full-batch Adam steps
-    lr: float = 0.01  # initial learning rate
-    lr_decay: float = 0.5  # learning-rate factor ...
-    decay_every: int = 250  # ... every this many epochs
-    rate: float = 0.5  # alpha of the convergence-rate regulariser
-    rate_weight: float = 0.01  # its weight in the loss (0: off)
-    rate_iterations: int = 0  # plain steps it looks at; 0: the whole solve (the paper)
-    tol: float = 1e-5  # forward fixed-point tolerance (absolute)
-    max_iter: int = 1000  # forward iteration limit per layer (also caps the regulariser's steps)
-    backward_tol: float = 1e-6  # relative tolerance of the backward linear solve
-    backward_max_iter: int = 200  # backward products (then GMRES steps) per layer
-    method: str = "anderson"  # forward and backward solver: anderson | picard (plain/Neumann)
-    history: int = 5  # Anderson history m
-    antisymmetric: bool = False  # W - W^T in the vector field (the authors' early scripts)
-    log_every: int = 10  # epochs between recorded curve points
-
-
-@dataclass(frozen=True)
-class SpiralsSpec:
-    """Example 2 (two spirals with noise-perturbation training); every field is a spec key."""
-
-    thetas: list[float] = field(default_factory=lambda: [0.0, 0.5])  # 0: ResNet
-    noise: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])  # training sigma
-    depths: list[int] = field(default_factory=lambda: [100])  # layers L
-    seeds: list[int] = field(default_factory=lambda: [0])  # initialisation/noise seeds
-    width: int = 4  # hidden-state dimension (input padded with zeros)
-    horizon: float = 4.0  # T
-    n_points: int = 256  # points on the two spirals together (half held out)
-    turns: float = 1.5  # turns of each spiral
-    epochs: int = 600  # full-batch Adam steps
-    lr: float = 0.01  # initial learning rate
-    lr_decay: float = 0.5  # learning-rate factor ...
-    decay_every: int = 200  # ... every this many epochs
-    streams: int = 1  # perturbation streams per step (noise > 0)
-    damping: float = 1.0  # beta of the perturbation regulariser
-    perturbation_weight: float = 1.0  # its weight in the loss
-    eval_noise: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3])  # test
-    eval_draws: int = 10  # noise draws per evaluation level
-    tol: float = 1e-5  # forward fixed-point tolerance (absolute)
-    max_iter: int = 1000  # forward iteration limit per layer
-    backward_tol: float = 1e-6  # relative tolerance of the backward linear solve
-    backward_max_iter: int = 200  # backward products (then GMRES steps) per layer
-    method: str = "anderson"  # forward and backward solver: anderson | picard (plain/Neumann)
-    history: int = 5  # Anderson history m
-    antisymmetric: bool = False  # W - W^T in the vector field (the authors' early scripts)
-    grid: int = 41  # decision-region grid points per axis
-    log_every: int = 20  # epochs between recorded curve points
+    lr: float = setting(0.01, "initial learning rate", exclusive_minimum=0)
+    lr_decay: float = setting(
+        0.5, "learning-rate factor every decay_every epochs", exclusive_minimum=0, maximum=1
+    )
+    tol: float = setting(1e-5, "forward fixed-point tolerance (absolute)", exclusive_minimum=0)
+    max_iter: int = setting(
+        1000, "forward iteration limit per layer (also caps the regulariser's steps)", minimum=1
+    )
+    backward_tol: float = setting(
+        1e-6, "relative tolerance of the backward linear solve", exclusive_minimum=0
+    )
+    backward_max_iter: int = setting(
+        200, "backward products (then GMRES steps) per layer", minimum=1
+    )
+    method: str = setting(
+        "anderson",
+        "forward and backward solver: anderson, or picard (plain iteration, Neumann series)",
+        choices=METHODS,
+    )
+    history: int = setting(5, "Anderson history m", minimum=1)
+    antisymmetric: bool = setting(False, "W - W^T in the vector field (the authors' early scripts)")
 
 
-EXAMPLES = {"function": FunctionSpec, "spirals": SpiralsSpec}
-_SWEPT = {"thetas": "theta", "depths": "depth", "seeds": "seed", "noise": "noise"}
+@dataclass(frozen=True, kw_only=True)
+class FunctionSettings(Common):
+    """Example 1's settings that every job of a spec shares."""
+
+    width: int = setting(8, "hidden-state dimension (the input padded with zeros)", minimum=1)
+    horizon: float = setting(
+        2.0, "T: total time of the ODE the network discretises", exclusive_minimum=0
+    )
+    n_train: int = setting(20, "equally spaced training points on [-1, 1]", minimum=2)
+    n_val: int = setting(200, "uniform random validation points on [-1, 1]", minimum=1)
+    epochs: int = setting(1000, "full-batch Adam steps", minimum=1)
+    decay_every: int = setting(250, "epochs between learning-rate decays", minimum=1)
+    rate: float = setting(
+        0.5, "alpha of the convergence-rate regulariser", exclusive_minimum=0, maximum=1
+    )
+    rate_weight: float = setting(0.01, "its weight in the loss (0: off)", minimum=0)
+    rate_iterations: int = setting(
+        0, "plain steps it looks at; 0: the whole solve (the paper)", minimum=0
+    )
+    log_every: int = setting(10, "epochs between recorded curve points", minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionSpec(FunctionSettings):
+    """``families.implicit.function``: Example 1, one job per (theta, depth, seed)."""
+
+    thetas: tuple[float, ...] = setting(
+        (0.0, 0.25, 0.5, 0.75, 1.0),
+        "theta of the layers (0: the explicit ResNet)",
+        minimum=0,
+        maximum=1,
+    )
+    depths: tuple[int, ...] = setting((2, 8), "layers L (step h = horizon / L)", minimum=1)
+    seeds: tuple[int, ...] = setting((0,), "initialisation seeds", minimum=0, maximum=SEED_MAX)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionJob(FunctionSettings):
+    """One job of Example 1."""
+
+    example: str = required("function: Example 1", choices=("function",))
+    theta: float = required("theta of the layers", minimum=0, maximum=1)
+    depth: int = required("layers L", minimum=1)
+    seed: int = required("initialisation seed", minimum=0, maximum=SEED_MAX)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpiralsSettings(Common):
+    """Example 2's settings that every job of a spec shares."""
+
+    width: int = setting(
+        4, "hidden-state dimension, at least the input's 2 (padded with zeros)", minimum=2
+    )
+    horizon: float = setting(4.0, "T: total time of the ODE", exclusive_minimum=0)
+    n_points: int = setting(256, "points on the two spirals together (half held out)", minimum=8)
+    turns: float = setting(1.5, "turns of each spiral", exclusive_minimum=0)
+    epochs: int = setting(600, "full-batch Adam steps", minimum=1)
+    decay_every: int = setting(200, "epochs between learning-rate decays", minimum=1)
+    streams: int = setting(1, "perturbation streams per step (noise > 0)", minimum=1)
+    damping: float = setting(1.0, "beta of the perturbation regulariser", exclusive_minimum=0)
+    perturbation_weight: float = setting(1.0, "its weight in the loss", minimum=0)
+    eval_noise: tuple[float, ...] = setting(
+        (0.0, 0.05, 0.1, 0.2, 0.3), "input-noise sigmas of the evaluation", minimum=0
+    )
+    eval_draws: int = setting(10, "noise draws per evaluation level", minimum=1)
+    grid: int = setting(41, "decision-region grid points per axis", minimum=2)
+    log_every: int = setting(20, "epochs between recorded curve points", minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpiralsSpec(SpiralsSettings):
+    """``families.implicit.spirals``: Example 2, one job per (theta, noise, depth, seed)."""
+
+    thetas: tuple[float, ...] = setting(
+        (0.0, 0.5), "theta of the layers (0: the explicit ResNet)", minimum=0, maximum=1
+    )
+    noise: tuple[float, ...] = setting(
+        (0.0, 0.05, 0.1, 0.2), "training input-noise sigmas (0: no perturbation)", minimum=0
+    )
+    depths: tuple[int, ...] = setting((100,), "layers L", minimum=1)
+    seeds: tuple[int, ...] = setting(
+        (0,), "initialisation and noise seeds", minimum=0, maximum=SEED_MAX
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpiralsJob(SpiralsSettings):
+    """One job of Example 2."""
+
+    example: str = required("spirals: Example 2", choices=("spirals",))
+    theta: float = required("theta of the layers", minimum=0, maximum=1)
+    noise: float = required("training input-noise sigma", minimum=0)
+    depth: int = required("layers L", minimum=1)
+    seed: int = required("initialisation and noise seed", minimum=0, maximum=SEED_MAX)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImplicitConfig:
+    """``families.implicit`` of a preset: the examples to run."""
+
+    # Frozen configurations or None: immutable defaults.
+    function: FunctionSpec | None = setting(  # noqa: RUF009
+        None, "Example 1, the 1-D function (left out: not run; {}: its defaults)"
+    )
+    spirals: SpiralsSpec | None = setting(  # noqa: RUF009
+        None, "Example 2, two spirals (left out: not run; {}: its defaults)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.function is None and self.spirals is None:
+            raise Invalid("", "name at least one example: function, spirals")
+
+
+CONFIG = ImplicitConfig  # the family's section of a preset
+_JOBS = {"function": FunctionJob, "spirals": SpiralsJob}
 
 
 # --- expand --------------------------------------------------------------------------------
-
-
-def _number(value: Any, integer: bool) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) if integer else isinstance(value, int | float)
-
-
-def _check_value(where: str, key: str, value: Any, default: Any) -> Any:
-    """Type and range of one key; returns the value normalised (floats as float)."""
-    path = f"{where}.{key}"
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ParamsError(f"{path}: must be true or false, got {value!r}")
-        return value
-    if isinstance(default, str):
-        if value not in METHODS:
-            raise ParamsError(f"{path}: must be one of {list(METHODS)}, got {value!r}")
-        return value
-    if isinstance(default, list):
-        integer = isinstance(default[0], int)
-        kind = "integers" if integer else "numbers"
-        if not isinstance(value, list) or not value or not all(_number(v, integer) for v in value):
-            raise ParamsError(f"{path}: must be a non-empty list of {kind}, got {value!r}")
-        if len(set(value)) != len(value):
-            raise ParamsError(f"{path}: repeated values in {value!r}")
-        value = [v if integer else float(v) for v in value]
-        ok = {
-            "thetas": all(0 <= v <= 1 for v in value),
-            "depths": all(v >= 1 for v in value),
-            "seeds": all(v >= 0 for v in value),
-        }.get(key, all(v >= 0 for v in value))
-        if not ok:
-            allowed = {"thetas": "in [0, 1]", "depths": ">= 1"}.get(key, ">= 0")
-            raise ParamsError(f"{path}: every value must be {allowed}, got {value!r}")
-        return value
-    integer = isinstance(default, int)
-    if not _number(value, integer):
-        raise ParamsError(
-            f"{path}: must be {'an integer' if integer else 'a number'}, got {value!r}"
-        )
-    value = value if integer else float(value)
-    minimum = {"n_train": 2, "n_points": 8, "grid": 2, "rate_iterations": 0}.get(
-        key, 1 if integer else 0
-    )
-    if key in ("rate", "lr_decay") and not 0 < value <= 1:
-        raise ParamsError(f"{path}: must lie in (0, 1], got {value!r}")
-    if value < minimum or (not integer and key not in _NONNEG and value == 0):
-        allowed = f">= {minimum}" if integer else ("> 0" if key not in _NONNEG else ">= 0")
-        raise ParamsError(f"{path}: must be {allowed}, got {value!r}")
-    if key == "width" and value < (1 if where.endswith("function") else 2):
-        raise ParamsError(f"{path}: must be at least the input dimension")
-    return value
-
-
-_NONNEG = ("rate_weight", "perturbation_weight")
 
 
 def _job_id(example: str, cfg: dict[str, Any]) -> str:
@@ -178,43 +214,42 @@ def _job_id(example: str, cfg: dict[str, Any]) -> str:
     return f"{prefix}_t{cfg['theta']:g}{noise}_d{cfg['depth']}_s{cfg['seed']}"
 
 
-def expand(spec: Mapping[str, Any]) -> dict[str, dict]:
-    """The family's spec -> ``{job_id: config}``; ids like ``fn_t0.5_d12_s0``,
-    ``sp_t0.5_n0.1_d100_s0``."""
-    root = "families.implicit"
-    if not isinstance(spec, Mapping):
-        raise ParamsError(f"{root}: must be a mapping with keys from {list(EXAMPLES)}")
-    if unknown := sorted(set(spec) - set(EXAMPLES)):
-        raise ParamsError(f"{root}.{unknown[0]}: unknown example; choose from {list(EXAMPLES)}")
-    if not spec:
-        raise ParamsError(f"{root}: name at least one example of {list(EXAMPLES)}")
-    jobs: dict[str, dict] = {}
-    for example, section in spec.items():
-        where = f"{root}.{example}"
-        section = {} if section is None else section
-        if not isinstance(section, Mapping):
-            raise ParamsError(f"{where}: must be a mapping of settings (or {{}} for defaults)")
-        defaults = asdict(EXAMPLES[example]())
-        if unknown := sorted(set(section) - set(defaults)):
-            raise ParamsError(f"{where}.{unknown[0]}: unknown key; allowed: {sorted(defaults)}")
-        settings = {k: _check_value(where, k, section.get(k, v), v) for k, v in defaults.items()}
-        sweep = {k: settings.pop(k) for k in list(settings) if k in _SWEPT}
-        keys = list(sweep)
-        for values in _product([sweep[k] for k in keys]):
-            cfg = {"example": example, **{_SWEPT[k]: v for k, v in zip(keys, values, strict=True)}}
-            cfg.update(settings)
-            jobs[_job_id(example, cfg)] = cfg
-    return jobs
+def jobs(config: ImplicitConfig) -> dict[str, FunctionJob | SpiralsJob]:
+    """The spec's jobs by id: ``fn_t0.5_d12_s0``, ``sp_t0.5_n0.1_d100_s0``."""
+    out: list[FunctionJob | SpiralsJob] = []
+    if (fn := config.function) is not None:
+        settings = shared(fn, FunctionSettings)
+        out += [
+            FunctionJob(example="function", theta=theta, depth=depth, seed=seed, **settings)
+            for theta, depth, seed in itertools.product(fn.thetas, fn.depths, fn.seeds)
+        ]
+    if (sp := config.spirals) is not None:
+        settings = shared(sp, SpiralsSettings)
+        out += [
+            SpiralsJob(
+                example="spirals", theta=theta, noise=noise, depth=depth, seed=seed, **settings
+            )
+            for theta, noise, depth, seed in itertools.product(
+                sp.thetas, sp.noise, sp.depths, sp.seeds
+            )
+        ]
+    return {_job_id(job.example, to_dict(job)): job for job in out}
 
 
-def _product(lists: list[list]) -> list[tuple]:
-    out: list[tuple] = [()]
-    for values in lists:
-        out = [(*head, v) for head in out for v in values]
-    return out
+def expand(spec: Mapping[str, Any], where: str = f"families.{NAME}") -> dict[str, dict]:
+    """``families.implicit`` -> {job id: configuration as JSON}; raises ParamsError naming the
+    key from ``where``."""
+    return {
+        job_id: to_dict(job) for job_id, job in jobs(parse(ImplicitConfig, spec, where)).items()
+    }
 
 
-def datasets(config: dict) -> list[str]:
+def parse_job(config: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """One job's configuration (``family-run``), checked and normalised."""
+    return to_dict(parse_tagged(_JOBS, "example", config, where))
+
+
+def datasets(config: Mapping[str, Any]) -> list[str]:
     """Both examples generate their data from the config: no prepared dataset."""
     return []
 
@@ -543,6 +578,11 @@ def collect(results: dict[str, dict]) -> dict[str, pd.DataFrame]:
 
 
 FIGURES = figs.FIGURES
+
+
+def summary(tables: dict[str, pd.DataFrame]) -> str:
+    """The claims report's section header: none (each claim reports its own measures)."""
+    return ""
 
 
 # --- claims --------------------------------------------------------------------------------

@@ -1,29 +1,70 @@
 """The experiment families and their jobs for a preset.
 
-A family is a module with this contract (see docs/pipeline.md, "Experiment families"):
-
-- ``NAME``, ``TITLE``;
-- ``expand(spec) -> {job_id: job config}``: the family's section of a preset in params.yaml,
-  validated (raises :class:`~iterconv.pipeline.grid.ParamsError` naming the key);
-- ``datasets(config) -> [dataset names]``: prepared datasets a job reads;
-- ``run(config, out, data=..., device=...)``: one job; writes ``out/result.json`` last;
-- ``collect({job_id: result}) -> {table name: DataFrame}``;
-- ``FIGURES``: ``{name: (caption, build(tables) -> Figure)}``;
-- ``claims(tables, rng) -> [ClaimResult]``;
-- optionally ``summary(tables) -> markdown`` shown above the family's claims (e.g. a table).
+:data:`~iterconv.families.FAMILY_MODULES` is the table of families: each module is a
+:class:`Family` (docs/pipeline.md, "Experiment families"), loaded when first asked for so that
+naming the families stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from iterconv.errors import ParamsError
 from iterconv.families import FAMILY_MODULES
-from iterconv.pipeline import ParamsError
 from iterconv.pipeline.address import dataset_address, job_address
 from iterconv.pipeline.grid import preset
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+Tables = dict[str, "pd.DataFrame"]
+
+
+@runtime_checkable
+class Family(Protocol):
+    """An experiment family: a module of :mod:`iterconv.families` defining these names."""
+
+    NAME: str
+    TITLE: str
+    CONFIG: type  # the typed ``families.<NAME>`` section (iterconv.families.config)
+    FIGURES: Mapping[str, tuple[str, Callable[[Tables], Figure]]]  # name: (caption, build)
+
+    def expand(self, spec: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+        """The section as a preset writes it -> ``{job id: job configuration}`` (JSON), checked;
+        raises ParamsError naming the key from ``where``."""
+        ...
+
+    def parse_job(self, config: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """One job's configuration, checked and normalised (ParamsError otherwise)."""
+        ...
+
+    def datasets(self, config: Mapping[str, Any]) -> list[str]:
+        """The prepared datasets a job reads."""
+        ...
+
+    def run(
+        self, config: dict[str, Any], out: Path, *, data: dict[str, Path], device: str = "cpu"
+    ) -> None:
+        """One job; writes ``out/result.json`` last."""
+        ...
+
+    def collect(self, results: dict[str, dict[str, Any]]) -> Tables:
+        """The jobs' results (by job id) as tables."""
+        ...
+
+    def claims(self, tables: Tables, rng: np.random.Generator) -> list[Any]:
+        """The paper's claims checked on the tables."""
+        ...
+
+    def summary(self, tables: Tables) -> str:
+        """Markdown shown above the family's claims ("" for none)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -35,11 +76,14 @@ class Job:
     address: str  # job id + hash of the configuration and the datasets' addresses
 
 
-def family(name: str) -> ModuleType:
-    """The module of family ``name``."""
+def family(name: str) -> Family:
+    """Family ``name``."""
     if name not in FAMILY_MODULES:
         raise KeyError(f"unknown family {name!r}; choose from {', '.join(FAMILY_MODULES)}")
-    return importlib.import_module(FAMILY_MODULES[name])
+    module = importlib.import_module(FAMILY_MODULES[name])
+    if not isinstance(module, Family) or name != module.NAME:
+        raise TypeError(f"{FAMILY_MODULES[name]} does not define family {name!r}")
+    return module
 
 
 def family_specs(params: dict[str, Any]) -> dict[str, Any]:
@@ -53,25 +97,15 @@ def family_specs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def expand_families(params: dict[str, Any]) -> dict[str, dict[str, Job]]:
-    """Every family job of the selected preset: ``{family: {job_id: Job}}`` (validated)."""
+    """Every family job of the selected preset: ``{family: {job_id: Job}}`` (checked)."""
     known = params.get("datasets", {})
     jobs: dict[str, dict[str, Job]] = {}
     for name, spec in family_specs(params).items():
-        module = family(name)
+        fam = family(name)
         where = f"presets.{params['preset']}.families.{name}"
-        if not isinstance(spec, dict):
-            raise ParamsError(f"{where}: must be a mapping of the family's settings")
-        try:
-            expanded = module.expand(spec)
-        except ParamsError as err:  # the family names keys from "families.<name>"
-            msg = str(err)
-            prefix = f"presets.{params['preset']}." if msg.startswith("families.") else f"{where}: "
-            raise ParamsError(prefix + msg) from err
-        if not expanded:
-            raise ParamsError(f"{where}: defines no jobs")
         jobs[name] = {}
-        for job_id, config in expanded.items():
-            names = tuple(module.datasets(config))
+        for job_id, config in fam.expand(spec, where).items():
+            names = tuple(fam.datasets(config))
             for ds in names:
                 if ds not in known:
                     raise ParamsError(f"{where}: dataset {ds!r} is not one of {sorted(known)}")

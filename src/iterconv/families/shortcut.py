@@ -6,28 +6,9 @@ warm-up, without it, and the plain CNN of Du et al. 2017) and Figure 5 (one solu
 with and without warm-up from the same initialisation). The model is
 :mod:`iterconv.models.two_layer`; docs/shortcut.md lists every reconstruction.
 
-Spec (``families.shortcut`` of a preset; every key optional, defaults in ``DEFAULTS``)::
-
-    ks: [16, 25, 36, 49, 64, 81, 100]  # numbers of patches k (Table 1 columns)
-    p: 16                   # patch size
-    methods: [ssw, plain, cnn]
-    trials: 5000            # random initialisations per (k, method)
-    seed: 0                 # seeds the initialisations (same a0 for every method)
-    angle: 1.0471975512     # angle(v*, shortcut) in radians; pi/3 <=> |w*| = 1
-    a_sum: 1.0              # 1'a* of the teacher
-    a_norm: 1.0             # |a*| of the teacher
-    ball: theory            # ball of initial a for the experiment: theory = B(0, |1'a*|/sqrt(k))
-                            # (theorem 2), calibrated = B(0, a0_radius)
-    sensitivity: [calibrated]  # further balls, run as a labelled sensitivity analysis
-    a0_radius: 8.0          # radius of the calibrated ball (and of Figure 5's start)
-    eta: 0.1                # step size of a, and of w after (or without) the warm-up
-    eta_w_warmup: 0.001     # step size of w during the warm-up
-    warmup_steps: 1000      # warm-up iterations
-    max_steps: 20000        # iteration budget of a run
-    tol: 0.001              # success: |u - v*|^2 + |a - a*|^2 <= tol within max_steps
-    paths: true             # also the two solution paths of Figure 5 (ssw and plain)
-    path_k: 16              # k of the solution paths
-    record_every: 5         # iterations between recorded points of a path
+The spec (``families.shortcut`` of a preset) is :class:`ShortcutConfig`, every key optional
+(defaults: the paper's sweep); a job is a :class:`TableJob` or a :class:`PathJob` (keys,
+defaults and allowed values: docs/shortcut.md).
 """
 
 from __future__ import annotations
@@ -35,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +25,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from iterconv import stats
+from iterconv.families.config import (
+    SEED_MAX,
+    Invalid,
+    parse,
+    parse_tagged,
+    required,
+    setting,
+    shared,
+    to_dict,
+)
 from iterconv.figures.shortcut import plot_paths, plot_success
 from iterconv.io import write_json
 from iterconv.models.two_layer import (
@@ -55,7 +47,6 @@ from iterconv.models.two_layer import (
     shortcut,
     theory_radius,
 )
-from iterconv.pipeline import ParamsError
 from iterconv.report.engine import (
     CONTRADICTED,
     SUPPORTED,
@@ -71,28 +62,6 @@ NAME = "shortcut"
 TITLE = "Shortcut connections in a two-layer convolutional ResNet (Liu et al. 2019)"
 
 PAPER_KS = (16, 25, 36, 49, 64, 81, 100)  # the paper's k (Table 1 columns)
-
-DEFAULTS: dict[str, Any] = {
-    "ks": list(PAPER_KS),
-    "p": 16,
-    "methods": list(METHODS),
-    "trials": 5000,
-    "seed": 0,
-    "angle": math.pi / 3,
-    "a_sum": 1.0,
-    "a_norm": 1.0,
-    "ball": "theory",
-    "sensitivity": ["calibrated"],
-    "a0_radius": 8.0,
-    "eta": 0.1,
-    "eta_w_warmup": 0.001,
-    "warmup_steps": 1000,
-    "max_steps": 20000,
-    "tol": 0.001,
-    "paths": True,
-    "path_k": 16,
-    "record_every": 5,
-}
 
 # The paper's Table 1 (success rate over 5000 runs), for figures and docs.
 PAPER_TABLE1: dict[str, dict[int, float]] = {
@@ -113,117 +82,157 @@ _MAX_K = 4096  # guards against typos that would allocate huge arrays
 # --- spec -> jobs ------------------------------------------------------------------------
 
 
-def _int(spec: Mapping, key: str, low: int, high: int | None = None) -> int:
-    value = spec[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ParamsError(f"families.shortcut.{key}: must be an integer >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ParamsError(f"families.shortcut.{key}: must be <= {high}, got {value!r}")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class Descent:
+    """The teacher and gradient descent: every job of a spec has the same."""
+
+    p: int = setting(16, "patch size", minimum=2, maximum=_MAX_K)
+    trials: int = setting(5000, "random initialisations per Table 1 job", minimum=1)
+    seed: int = setting(0, "seeds a0 (and the CNN's v0) per k", minimum=0, maximum=SEED_MAX)
+    angle: float = setting(
+        math.pi / 3,
+        "angle between v* and the shortcut in radians (pi/3: |w*| = 1)",
+        exclusive_minimum=0,
+        exclusive_maximum=math.pi,
+    )
+    a_sum: float = setting(1.0, "1'a* of the teacher")
+    a_norm: float = setting(
+        1.0, "|a*| of the teacher, at least |a_sum|/sqrt(k)", exclusive_minimum=0
+    )
+    a0_radius: float = setting(
+        8.0, "radius of the calibrated ball (and of Figure 5's start)", exclusive_minimum=0
+    )
+    eta: float = setting(
+        0.1, "step size of a, and of w after or without the warm-up", exclusive_minimum=0
+    )
+    eta_w_warmup: float = setting(0.001, "step size of w during the warm-up", exclusive_minimum=0)
+    warmup_steps: int = setting(1000, "warm-up iterations", minimum=0)
+    max_steps: int = setting(20000, "iteration budget per trial", minimum=1)
+    tol: float = setting(
+        0.001, "success: |u - v*|^2 + |a - a*|^2 <= tol within max_steps", exclusive_minimum=0
+    )
 
 
-def _float(spec: Mapping, key: str, low: float | None = None, high: float | None = None) -> float:
-    value = spec[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ParamsError(f"families.shortcut.{key}: must be a finite number, got {value!r}")
-    if (low is not None and value <= low) or (high is not None and value >= high):
-        raise ParamsError(f"families.shortcut.{key}: must lie in ({low}, {high}), got {value!r}")
-    return float(value)
-
-
-def expand(spec: Mapping[str, Any]) -> dict[str, dict]:
-    """The ``families.shortcut`` spec -> ``{job_id: config}``: one Table 1 job per (k, method,
-    ball) (``shortcut_k16_ssw_theory_s0``; ``a0_radius`` is the job's radius) and, with
-    ``paths``, one Figure 5 job per warm-up setting
-    (``shortcut_path_k16_ssw_s0``). Raises :class:`ParamsError` naming the key."""
-    if not isinstance(spec, Mapping):
-        raise ParamsError("families.shortcut: must be a mapping of settings")
-    if unknown := sorted(set(spec) - set(DEFAULTS)):
-        raise ParamsError(f"families.shortcut.{unknown[0]}: unknown key; allowed: {list(DEFAULTS)}")
-    s = {**DEFAULTS, **spec}
-    ks = s["ks"]
-    if not isinstance(ks, list) or not ks:
-        raise ParamsError("families.shortcut.ks: must be a non-empty list of integers >= 2")
-    for i, k in enumerate(ks):
-        _int({f"ks[{i}]": k}, f"ks[{i}]", 2, _MAX_K)
-    if len(set(ks)) != len(ks):
-        raise ParamsError(f"families.shortcut.ks: values must be unique, got {ks}")
-    methods = s["methods"]
-    if not isinstance(methods, list) or not methods or not set(methods) <= set(METHODS):
-        raise ParamsError(f"families.shortcut.methods: a non-empty list from {list(METHODS)}")
-    if len(set(methods)) != len(methods):
-        raise ParamsError(f"families.shortcut.methods: values must be unique, got {methods}")
-    if s["ball"] not in BALLS:
-        raise ParamsError(f"families.shortcut.ball: one of {list(BALLS)}, got {s['ball']!r}")
-    extra = s["sensitivity"]
-    if not isinstance(extra, list) or not set(extra) <= set(BALLS):
-        raise ParamsError(
-            f"families.shortcut.sensitivity: a list from {list(BALLS)}, got {extra!r}"
+def _check_teacher(descent: Descent, ks: set[int]) -> None:
+    """The teacher exists for every k (|a*|^2 >= (1'a*)^2 / k), and GD on a, linear with largest
+    Hessian eigenvalue (k + pi - 1) / (2 pi), is stable: eta (k + pi - 1) / (2 pi) < 2."""
+    for k in sorted(ks):
+        if descent.a_norm**2 < descent.a_sum**2 / k:
+            raise Invalid("a_norm", f"must be >= |a_sum|/sqrt(k) for every k (k={k})")
+    k = max(ks)
+    if descent.eta * (k + math.pi - 1) / (2 * math.pi) >= 2:
+        raise Invalid(
+            "eta", f"{descent.eta} makes GD on a diverge for k={k}; need eta < 4 pi / (k + pi - 1)"
         )
-    # The experiment's ball first; listing it under sensitivity as well adds nothing.
-    balls = [s["ball"], *dict.fromkeys(b for b in extra if b != s["ball"])]
-    if not isinstance(s["paths"], bool):
-        raise ParamsError(f"families.shortcut.paths: must be true or false, got {s['paths']!r}")
-    base = {
-        "p": _int(s, "p", 2, _MAX_K),
-        "trials": _int(s, "trials", 1),
-        "seed": _int(s, "seed", 0),
-        "angle": _float(s, "angle", 0.0, math.pi),
-        "a_sum": _float(s, "a_sum"),
-        "a_norm": _float(s, "a_norm", 0.0),
-        "a0_radius": _float(s, "a0_radius", 0.0),
-        "eta": _float(s, "eta", 0.0),
-        "eta_w_warmup": _float(s, "eta_w_warmup", 0.0),
-        "warmup_steps": _int(s, "warmup_steps", 0),
-        "max_steps": _int(s, "max_steps", 1),
-        "tol": _float(s, "tol", 0.0),
-    }
-    path_k = _int(s, "path_k", 2, _MAX_K)
-    record_every = _int(s, "record_every", 1)
-    for k in {*ks, path_k} if s["paths"] else set(ks):
-        if base["a_norm"] ** 2 < base["a_sum"] ** 2 / k:
-            raise ParamsError(
-                f"families.shortcut.a_norm: must be >= |a_sum|/sqrt(k) for every k (k={k})"
-            )
-    # GD on a is linear with largest Hessian eigenvalue (k + pi - 1) / (2 pi): stable iff
-    # eta * (k + pi - 1) / (2 pi) < 2.
-    if base["eta"] * (max(ks) + math.pi - 1) / (2 * math.pi) >= 2:
-        raise ParamsError(
-            f"families.shortcut.eta: {base['eta']} makes GD on a diverge for k={max(ks)}; "
-            "need eta < 4 pi / (k + pi - 1)"
-        )
-    if "theory" in balls and base["a_sum"] == 0:
-        raise ParamsError(
-            "families.shortcut.a_sum: the theory ball (radius |a_sum|/sqrt(k)) needs != 0"
-        )
-    seed = base["seed"]
-    jobs = {}
-    for k in ks:
-        teacher = make_teacher(k, base["p"], base["angle"], base["a_sum"], base["a_norm"])
-        radius = {"theory": theory_radius(teacher), "calibrated": base["a0_radius"]}
-        for m in methods:
-            for ball in balls:
-                jobs[f"shortcut_k{k}_{m}_{ball}_s{seed}"] = {
-                    "kind": "table",
-                    "k": k,
-                    "method": m,
-                    **base,
-                    "ball": ball,
-                    "a0_radius": radius[ball],
-                }
-    if s["paths"]:
-        # Figure 5 starts on the calibrated ball's boundary, whatever the balls.
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShortcutConfig(Descent):
+    """``families.shortcut`` of a preset: Table 1 jobs per (k, method, ball), Figure 5's paths."""
+
+    ks: tuple[int, ...] = setting(
+        PAPER_KS, "numbers of patches k (Table 1 columns)", minimum=2, maximum=_MAX_K
+    )
+    methods: tuple[str, ...] = setting(
+        METHODS, "ResNet with step-size warm-up, ResNet without, CNN of Du et al.", choices=METHODS
+    )
+    ball: str = setting(
+        "theory",
+        "ball of initial a for the experiment: theory (radius |1'a*|/sqrt(k), theorem 2) or "
+        "calibrated (radius a0_radius)",
+        choices=BALLS,
+    )
+    sensitivity: tuple[str, ...] = setting(
+        ("calibrated",),
+        "further balls, run as a labelled sensitivity analysis ([]: none)",
+        choices=BALLS,
+        min_items=0,
+    )
+    paths: bool = setting(True, "also the two solution paths of Figure 5 (ssw and plain)")
+    path_k: int = setting(16, "k of the solution paths", minimum=2, maximum=_MAX_K)
+    record_every: int = setting(5, "iterations between recorded points of a path", minimum=1)
+
+    def __post_init__(self) -> None:
+        _check_teacher(self, {*self.ks, self.path_k} if self.paths else set(self.ks))
+        if "theory" in self.balls and self.a_sum == 0:
+            raise Invalid("a_sum", "the theory ball (radius |a_sum|/sqrt(k)) needs a_sum != 0")
+
+    @property
+    def balls(self) -> tuple[str, ...]:
+        """The experiment's ball, then the further ones (listing it again adds nothing)."""
+        return (self.ball, *(b for b in self.sensitivity if b != self.ball))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableJob(Descent):
+    """One Table 1 job: ``trials`` initialisations of one method in one ball at one k;
+    ``a0_radius`` is that ball's radius."""
+
+    kind: str = required("table: a Table 1 job", choices=("table",))
+    k: int = required("number of patches", minimum=2, maximum=_MAX_K)
+    method: str = required("method", choices=METHODS)
+    ball: str = required("ball of initial a", choices=BALLS)
+
+    def __post_init__(self) -> None:
+        _check_teacher(self, {self.k})
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathJob(Descent):
+    """One solution path of Figure 5, from the calibrated ball's boundary."""
+
+    kind: str = required("path: a Figure 5 path", choices=("path",))
+    k: int = required("number of patches", minimum=2, maximum=_MAX_K)
+    method: str = required("method", choices=_PATH_METHODS)
+    ball: str = required("Figure 5 starts on the calibrated ball", choices=("calibrated",))
+    record_every: int = required("iterations between recorded points", minimum=1)
+
+    def __post_init__(self) -> None:
+        _check_teacher(self, {self.k})
+
+
+CONFIG = ShortcutConfig  # the family's section of a preset
+_JOBS = {"table": TableJob, "path": PathJob}
+
+
+def jobs(config: ShortcutConfig) -> dict[str, TableJob | PathJob]:
+    """One Table 1 job per (k, method, ball) (``shortcut_k16_ssw_theory_s0``) and, with
+    ``paths``, one Figure 5 job per warm-up setting (``shortcut_path_k16_ssw_s0``)."""
+    descent = shared(config, Descent)
+    seed = config.seed
+    out: dict[str, TableJob | PathJob] = {}
+    for k in config.ks:
+        teacher = make_teacher(k, config.p, config.angle, config.a_sum, config.a_norm)
+        radius = {"theory": float(theory_radius(teacher)), "calibrated": config.a0_radius}
+        for m in config.methods:
+            for ball in config.balls:
+                out[f"shortcut_k{k}_{m}_{ball}_s{seed}"] = TableJob(
+                    **{**descent, "a0_radius": radius[ball]}, kind="table", k=k, method=m, ball=ball
+                )
+    if config.paths:  # Figure 5 starts on the calibrated ball's boundary, whatever the balls
         for m in _PATH_METHODS:
-            jobs[f"shortcut_path_k{path_k}_{m}_s{seed}"] = {
-                **base,
-                "ball": "calibrated",
-                "kind": "path",
-                "k": path_k,
-                "method": m,
-                "trials": 1,
-                "record_every": record_every,
-            }
-    return jobs
+            out[f"shortcut_path_k{config.path_k}_{m}_s{seed}"] = PathJob(
+                **{**descent, "trials": 1},
+                kind="path",
+                k=config.path_k,
+                method=m,
+                ball="calibrated",
+                record_every=config.record_every,
+            )
+    return out
+
+
+def expand(spec: Mapping[str, Any], where: str = f"families.{NAME}") -> dict[str, dict]:
+    """``families.shortcut`` -> {job id: configuration as JSON}; raises ParamsError naming the
+    key from ``where``."""
+    return {
+        job_id: to_dict(job) for job_id, job in jobs(parse(ShortcutConfig, spec, where)).items()
+    }
+
+
+def parse_job(config: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """One job's configuration (``family-run``), checked and normalised."""
+    return to_dict(parse_tagged(_JOBS, "kind", config, where))
 
 
 def datasets(config: dict) -> list[str]:

@@ -13,39 +13,31 @@ the first SGD step after which the mean alpha reaches 1 - 1e-3 (null if never).
 The alphas take the plain gradient step of eq. 7 (no momentum, no weight decay);
 ``alpha_momentum: true`` lets them share the weights' momentum instead.
 
-The spec (``families.van`` of a preset; defaults in :data:`DEFAULTS`)::
-
-    datasets: [mnist, fashion_mnist]  # required: prepared datasets (single-label)
-    depths: [1, 2, ..., 30]           # hidden layers l
-    archs: [plain, resnet, van, van_free]
-    seeds: [0]
-    seeds_per_job: 1                  # seeds run one after another inside a job
-    width: 50                         # hidden units
-    epochs: 50
-    batch_size: 128
-    lr: 0.001                         # eta, constant
-    momentum: 0.9                     # the weights'
-    alpha_momentum: false             # true: the alphas use the momentum too (not eq. 7)
-    weight_decay: 0.0                 # never applied to the alphas
-    multiplier_fraction: 0.5          # eta0 / eta (eq. 8)
-    alpha_init: 0.0
-    multiplier_init: -1.0             # lambda_0 (van; van_free keeps lambda = 0)
-    n_train: null                     # use only the first n training images (null: all)
-    n_val: null                       # use only the first n validation images (null: all)
+The spec (``families.van`` of a preset) is :class:`VanConfig`; one job is a :class:`VanJob`
+(keys, defaults and allowed values: docs/van.md).
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from iterconv.families.config import (
+    NAME_PATTERN,
+    SEED_MAX,
+    parse,
+    required,
+    setting,
+    shared,
+    to_dict,
+)
 from iterconv.figures import van as van_figures
 from iterconv.models.van import ARCHS
 from iterconv.report.engine import (
@@ -56,46 +48,65 @@ from iterconv.report.engine import (
     difference_check,
     level_check,
 )
-from iterconv.pipeline import ParamsError
 
 NAME = "van"
 TITLE = "Phasing out skip-connections: Variable Activation Networks (seed 003)"
 
-DEFAULTS: dict[str, Any] = {
-    "datasets": None,  # required
-    "depths": list(range(1, 31)),
-    "archs": list(ARCHS),
-    "seeds": [0],
-    "seeds_per_job": 1,
-    "width": 50,
-    "epochs": 50,
-    "batch_size": 128,
-    "lr": 0.001,
-    "momentum": 0.9,
-    "alpha_momentum": False,
-    "weight_decay": 0.0,
-    "multiplier_fraction": 0.5,
-    "alpha_init": 0.0,
-    "multiplier_init": -1.0,
-    "n_train": None,
-    "n_val": None,
-}
-_ID = re.compile(r"^[a-z0-9_.-]+$")
-# Settings every job copies from the spec (the swept axes are set per job).
-_FIXED = (
-    "width",
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "alpha_momentum",
-    "weight_decay",
-    "multiplier_fraction",
-    "alpha_init",
-    "multiplier_init",
-    "n_train",
-    "n_val",
-)
+
+@dataclass(frozen=True, kw_only=True)
+class Training:
+    """The network's width and the training recipe: every job of a spec has the same."""
+
+    width: int = setting(50, "hidden units", minimum=1)
+    epochs: int = setting(50, "training epochs", minimum=1)
+    batch_size: int = setting(128, "training batch size", minimum=2)
+    lr: float = setting(0.001, "learning rate eta, constant", exclusive_minimum=0, maximum=10)
+    momentum: float = setting(0.9, "SGD momentum of the weights", minimum=0, maximum=0.999)
+    alpha_momentum: bool = setting(
+        False, "true: the alphas use the weights' momentum too (not eq. 7)"
+    )
+    weight_decay: float = setting(
+        0.0, "SGD weight decay, never applied to the alphas", minimum=0, maximum=1
+    )
+    multiplier_fraction: float = setting(
+        0.5, "eta0 / eta: the multipliers' step (eq. 8)", minimum=0, maximum=100
+    )
+    alpha_init: float = setting(0.0, "initial alphas", minimum=0, maximum=1)
+    multiplier_init: float = setting(
+        -1.0, "initial multipliers lambda_0 (van; van_free keeps 0)", minimum=-1e6, maximum=0
+    )
+    n_train: int | None = setting(
+        None, "use only the first n training images (null: all)", minimum=2
+    )
+    n_val: int | None = setting(
+        None, "use only the first n validation images (null: all)", minimum=2
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class VanConfig(Training):
+    """``families.van`` of a preset: one job per dataset, architecture, depth and seed group."""
+
+    datasets: tuple[str, ...] = required("prepared datasets, single-label", pattern=NAME_PATTERN)
+    depths: tuple[int, ...] = setting(tuple(range(1, 31)), "hidden layers l", minimum=1)
+    archs: tuple[str, ...] = setting(ARCHS, "architectures", choices=ARCHS)
+    seeds: tuple[int, ...] = setting((0,), "training seeds", minimum=0, maximum=SEED_MAX)
+    seeds_per_job: int = setting(1, "seeds run one after another inside a job", minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VanJob(Training):
+    """One job: a dataset, architecture and depth, trained for each of a group of seeds."""
+
+    dataset: str = required("prepared dataset, single-label", pattern=NAME_PATTERN)
+    arch: str = required("architecture", choices=ARCHS)
+    depth: int = required("hidden layers l", minimum=1)
+    seeds: tuple[int, ...] = required(
+        "training seeds, run one after another", minimum=0, maximum=SEED_MAX
+    )
+
+
+CONFIG = VanConfig  # the family's section of a preset
 
 FIGURES = {
     "van_depth": (
@@ -114,94 +125,38 @@ FIGURES = {
 # --- the spec -------------------------------------------------------------------------------
 
 
-def _where(key: str) -> str:
-    return f"families.{NAME}.{key}"
-
-
-def _int(key: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ParamsError(f"{_where(key)}: must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def _number(key: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok:
-        ok = (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        bound = f"{'(' if open_low else '['}{low:g}, {high:g}]"
-        raise ParamsError(f"{_where(key)}: must be a number in {bound}, got {value!r}")
-    return float(value)
-
-
-def _list(key: str, value: Any) -> list:
-    if not isinstance(value, list) or not value:
-        raise ParamsError(f"{_where(key)}: must be a non-empty list, got {value!r}")
-    if len(set(map(repr, value))) != len(value):
-        raise ParamsError(f"{_where(key)}: has repeated entries {value!r}")
-    return value
-
-
-def _settings(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec with defaults filled in, validated."""
-    if not isinstance(spec, Mapping):
-        raise ParamsError(f"families.{NAME}: must be a mapping, got {type(spec).__name__}")
-    if unknown := sorted(set(spec) - set(DEFAULTS)):
-        raise ParamsError(f"{_where(unknown[0])}: unknown key; allowed: {', '.join(DEFAULTS)}")
-    s = {**DEFAULTS, **spec}
-    if s["datasets"] is None:
-        raise ParamsError(f"{_where('datasets')}: required (a list of prepared dataset names)")
-    for name in _list("datasets", s["datasets"]):
-        if not isinstance(name, str) or not _ID.match(name):
-            raise ParamsError(f"{_where('datasets')}: {name!r} is not a dataset name ([a-z0-9_.-])")
-    s["depths"] = [_int("depths", d, 1) for d in _list("depths", s["depths"])]
-    s["seeds"] = [_int("seeds", d, 0) for d in _list("seeds", s["seeds"])]
-    for arch in _list("archs", s["archs"]):
-        if arch not in ARCHS:
-            raise ParamsError(f"{_where('archs')}: unknown {arch!r}; choose from {list(ARCHS)}")
-    for key, low in (("seeds_per_job", 1), ("width", 1), ("epochs", 1), ("batch_size", 2)):
-        _int(key, s[key], low)
-    s["lr"] = _number("lr", s["lr"], 0, 10, open_low=True)
-    s["momentum"] = _number("momentum", s["momentum"], 0, 0.999)
-    if not isinstance(s["alpha_momentum"], bool):
-        raise ParamsError(f"{_where('alpha_momentum')}: must be true or false")
-    s["weight_decay"] = _number("weight_decay", s["weight_decay"], 0, 1)
-    s["multiplier_fraction"] = _number("multiplier_fraction", s["multiplier_fraction"], 0, 100)
-    s["alpha_init"] = _number("alpha_init", s["alpha_init"], 0, 1)
-    s["multiplier_init"] = _number("multiplier_init", s["multiplier_init"], -1e6, 0)
-    for key in ("n_train", "n_val"):
-        if s[key] is not None:
-            _int(key, s[key], 2)
-    return s
-
-
-def _seed_label(seeds: list[int]) -> str:
+def _seed_label(seeds: tuple[int, ...]) -> str:
     return f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}"
 
 
-def expand(spec: Mapping[str, Any]) -> dict[str, dict]:
-    """``families.van`` -> {job id: config}; ids like ``mnist_van_d8_s0`` (``_s0-4`` for a
-    group of seeds)."""
-    s = _settings(spec)
-    k = s["seeds_per_job"]
-    groups = [s["seeds"][i : i + k] for i in range(0, len(s["seeds"]), k)]
-    jobs = {}
-    for dataset in s["datasets"]:
-        for arch in s["archs"]:
-            for depth in s["depths"]:
-                for seeds in groups:
-                    job_id = f"{dataset}_{arch}_d{depth}_{_seed_label(seeds)}"
-                    jobs[job_id] = {
-                        "dataset": dataset,
-                        "arch": arch,
-                        "depth": depth,
-                        "seeds": list(seeds),
-                        **{key: s[key] for key in _FIXED},
-                    }
-    return jobs
+def jobs(config: VanConfig) -> dict[str, VanJob]:
+    """The spec's jobs by id: ``mnist_van_d8_s0`` (``_s0-4`` for a group of seeds)."""
+    k = config.seeds_per_job
+    groups = [config.seeds[i : i + k] for i in range(0, len(config.seeds), k)]
+    training = shared(config, Training)
+    return {
+        f"{dataset}_{arch}_d{depth}_{_seed_label(seeds)}": VanJob(
+            dataset=dataset, arch=arch, depth=depth, seeds=seeds, **training
+        )
+        for dataset in config.datasets
+        for arch in config.archs
+        for depth in config.depths
+        for seeds in groups
+    }
 
 
-def datasets(config: dict) -> list[str]:
+def expand(spec: Mapping[str, Any], where: str = f"families.{NAME}") -> dict[str, dict]:
+    """``families.van`` -> {job id: configuration as JSON}; raises ParamsError naming the key
+    from ``where``."""
+    return {job_id: to_dict(job) for job_id, job in jobs(parse(VanConfig, spec, where)).items()}
+
+
+def parse_job(config: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """One job's configuration (``family-run``), checked and normalised."""
+    return to_dict(parse(VanJob, config, where))
+
+
+def datasets(config: Mapping[str, Any]) -> list[str]:
     return [config["dataset"]]
 
 
@@ -212,8 +167,8 @@ def _arrays(path: Path, name: str, n_train: int | None, n_val: int | None):
     """Flattened, normalised float32 inputs and int64 class ids of both splits."""
     import torch
 
-    from iterconv.cli import UserError
     from iterconv.data.prepared import load_prepared, normalize
+    from iterconv.errors import UserError
 
     data = load_prepared(path)
     out = []

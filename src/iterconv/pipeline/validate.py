@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from iterconv.families.config import allowed, error_message, validator
 from iterconv.pipeline import ParamsError
 
 SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "params.schema.yaml"
@@ -59,19 +60,12 @@ def check_schema(params: Any) -> None:
 
 @cache
 def _validators() -> tuple[Any, Any]:
-    """Validators of the whole file and of one mapping of run settings. An integer is an int
-    (JSON schema also accepts 1.0, which the commands would receive as "1.0")."""
-    import jsonschema
+    """Validators of the whole file and of one mapping of run settings."""
     import yaml
 
     schema = yaml.safe_load(SCHEMA.read_text())
-    base = jsonschema.Draft202012Validator
-    checker = base.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, x: isinstance(x, int) and not isinstance(x, bool)
-    )
-    strict = jsonschema.validators.extend(base, type_checker=checker)
     run_settings = {"$defs": schema["$defs"], "$ref": "#/$defs/run_settings"}
-    return strict(schema), strict(run_settings)
+    return validator(schema), validator(run_settings)
 
 
 def _leaves(node: Any, path: list) -> Iterator[tuple[list, Any]]:
@@ -133,23 +127,12 @@ def _message(err: Any, params: dict[str, Any], where: list, plain: bool) -> str:
         place = key_path(params, where[:-2]) if plain else key
         unknown = [k for k in value if k not in valid]
         return "; ".join(_unknown(place, k, valid, bool(where)) for k in unknown)
-    if kind == "required":
-        missing = [k for k in err.validator_value if k not in value]
-        return f"{key}: required key {missing[0]!r} is missing; required: {', '.join(missing)}"
-    if kind in ("oneOf", "anyOf"):
-        forms = " or ".join(sub.get("description") or _allowed(sub) for sub in err.validator_value)
-        return f"{key}: {value!r} is not allowed; must be {forms}"
     if kind == "not":
         forbidden = err.validator_value
         if isinstance(forbidden, dict) and forbidden:
-            return f"{key}: {value!r} is not allowed; must not be {_allowed(forbidden)}"
+            return f"{key}: {value!r} is not allowed; must not be {allowed(forbidden)}"
         return f"{key}: not allowed: {schema.get('description', 'remove it')}"
-    hint = ""
-    if kind == "type" and isinstance(value, str) and _is_number(value):
-        hint = " (YAML reads 1e-4 as text: write 1.0e-4)"
-    if kind in ("minItems", "minProperties") and not value:
-        return f"{key}: must not be empty; must be {_allowed(schema)}"
-    return f"{key}: {value!r} is not allowed; must be {_allowed(schema)}{hint}"
+    return error_message(err, key)
 
 
 def _unknown(where: str, key: Any, valid: list[str], in_grid: bool) -> str:
@@ -172,52 +155,5 @@ def _name_message(where: str, name: Any, err: Any) -> str:
             "not in its grid"
         )
     if err.validator == "not":
-        return f"{where}: name {name!r} is not allowed; must not be {_allowed(err.validator_value)}"
-    return f"{where}: name {name!r} is not allowed; must be {_allowed(err.schema)}"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _bound(x: Any) -> str:
-    return "2**63 - 1" if x == 2**63 - 1 else f"{x:g}" if isinstance(x, float) else str(x)
-
-
-def _allowed(schema: Any) -> str:
-    """What a (sub)schema allows, in words."""
-    if not isinstance(schema, dict):
-        return "nothing"
-    if "description" in schema and ("pattern" in schema or "not" in schema or "oneOf" in schema):
-        return schema["description"]
-    if "$ref" in schema and len(schema) <= 2:
-        return schema.get("description", "as described in the schema")
-    if "enum" in schema:
-        return "one of " + ", ".join(map(str, schema["enum"]))
-    if "const" in schema:
-        return repr(schema["const"])
-    kind = schema.get("type")
-    words = {
-        "integer": "an integer",
-        "number": "a number",
-        "string": "text",
-        "boolean": "true or false",
-        "array": "a list",
-        "object": "a mapping",
-    }.get(kind, "a value")
-    low = [f">= {_bound(schema['minimum'])}"] if "minimum" in schema else []
-    low += [f"> {_bound(schema['exclusiveMinimum'])}"] if "exclusiveMinimum" in schema else []
-    high = [f"<= {_bound(schema['maximum'])}"] if "maximum" in schema else []
-    high += [f"< {_bound(schema['exclusiveMaximum'])}"] if "exclusiveMaximum" in schema else []
-    words += " " + " and ".join(low + high) if low or high else ""
-    if schema.get("minItems") or schema.get("minProperties"):
-        words = f"a non-empty {words.removeprefix('a ')}"
-    if schema.get("uniqueItems"):
-        words += " without repeated entries"
-    if "pattern" in schema:
-        words += f" matching {schema['pattern']}"
-    return words
+        return f"{where}: name {name!r} is not allowed; must not be {allowed(err.validator_value)}"
+    return f"{where}: name {name!r} is not allowed; must be {allowed(err.schema)}"
