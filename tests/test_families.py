@@ -15,14 +15,9 @@ from params_helpers import ROOT, with_preset
 from iterconv.cli import main
 from iterconv.families.cli import check_job_config
 from iterconv.families.config import schema
-from iterconv.families.registry import (
-    FAMILY_MODULES,
-    Family,
-    expand_families,
-    family,
-    family_figures,
-)
+from iterconv.families.registry import FAMILY_MODULES, Family, family, family_figures
 from iterconv.pipeline.grid import ParamsError
+from iterconv.pipeline.units import expand_families
 from iterconv.pipeline.validate import SCHEMA, validate_params
 
 

@@ -12,7 +12,6 @@ import ast
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-import pytest
 from params_helpers import ROOT
 
 from iterconv.cli import COMMAND_MODULES
@@ -154,26 +153,9 @@ def test_leaf_modules_import_nothing_of_the_project():
         assert MODULES[leaf] == set(), leaf
 
 
-# The one package cycle the source still has.
-FAMILIES_PIPELINE = ["iterconv.families", "iterconv.pipeline"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="iterconv.families.registry imports iterconv.pipeline.grid and .address, and "
-    "iterconv.pipeline.units, .plan and .validate import iterconv.families.registry",
-)
 def test_no_import_cycle_between_packages():
     found = cycles(package_graph())
     assert found == [], [imports_within(component) for component in found]
-
-
-def test_no_import_cycle_but_families_pipeline():
-    """Until the xfail above flips: no other package takes part in a cycle."""
-    found = cycles(package_graph())
-    assert all(component == FAMILIES_PIPELINE for component in found), [
-        imports_within(component) for component in found
-    ]
 
 
 def test_graph_finds_relative_lazy_and_type_only_imports(tmp_path):

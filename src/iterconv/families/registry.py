@@ -1,4 +1,4 @@
-"""The experiment families and their jobs for a preset.
+"""The experiment families.
 
 :data:`~iterconv.families.FAMILY_MODULES` is the table of families: each module is a
 :class:`Family` (docs/pipeline.md, "Experiment families"), loaded when first asked for so that
@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from iterconv.errors import ParamsError
 from iterconv.families import FAMILY_MODULES
-from iterconv.pipeline.address import dataset_address, job_address
-from iterconv.pipeline.grid import preset
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,15 +63,6 @@ class Family(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Job:
-    family: str
-    job_id: str
-    config: dict[str, Any]
-    datasets: tuple[str, ...]
-    address: str  # job id + hash of the configuration and the datasets' addresses
-
-
 def family(name: str) -> Family:
     """Family ``name``."""
     if name not in FAMILY_MODULES:
@@ -84,35 +71,6 @@ def family(name: str) -> Family:
     if not isinstance(module, Family) or name != module.NAME:
         raise TypeError(f"{FAMILY_MODULES[name]} does not define family {name!r}")
     return module
-
-
-def family_specs(params: dict[str, Any]) -> dict[str, Any]:
-    """The selected preset's ``families`` section (empty when it has none)."""
-    specs = preset(params).get("families") or {}
-    where = f"presets.{params['preset']}.families"
-    for name in specs:
-        if name not in FAMILY_MODULES:
-            raise ParamsError(f"{where}.{name}: unknown family; choose from {list(FAMILY_MODULES)}")
-    return specs
-
-
-def expand_families(params: dict[str, Any]) -> dict[str, dict[str, Job]]:
-    """Every family job of the selected preset: ``{family: {job_id: Job}}`` (checked)."""
-    known = params.get("datasets", {})
-    jobs: dict[str, dict[str, Job]] = {}
-    for name, spec in family_specs(params).items():
-        fam = family(name)
-        where = f"presets.{params['preset']}.families.{name}"
-        jobs[name] = {}
-        for job_id, config in fam.expand(spec, where).items():
-            names = tuple(fam.datasets(config))
-            for ds in names:
-                if ds not in known:
-                    raise ParamsError(f"{where}: dataset {ds!r} is not one of {sorted(known)}")
-            data = {ds: dataset_address(ds, known[ds]) for ds in names}
-            address = job_address(name, job_id, config, data)
-            jobs[name][job_id] = Job(name, job_id, config, names, address)
-    return jobs
 
 
 def family_figures() -> dict[str, tuple[str, str]]:

@@ -96,7 +96,7 @@ def load_params(path: Path, preset: str | None = None) -> dict:
 
 
 def check_params(args: argparse.Namespace) -> int:
-    from iterconv.families.registry import expand_families
+    from iterconv.pipeline.units import expand_families
     from iterconv.pipeline.grid import expand_runs
 
     params = load_params(args.params, args.preset)

@@ -35,8 +35,8 @@ def check_params_file(path: str | Path = "params.yaml") -> dict[str, Any]:
 
 def validate_params(params: dict[str, Any]) -> None:
     """Raise ParamsError (a ValueError) naming the offending key and what is allowed."""
-    from iterconv.families.registry import expand_families
     from iterconv.pipeline.grid import expand_runs
+    from iterconv.pipeline.units import expand_families
 
     check_schema(params)
     expand_runs(params)
