@@ -71,7 +71,7 @@ def _grid(preset: str, seeds: int) -> list[dict]:
         add("cifar10", "standard", [16], SETTINGS[1:], 4, **variation)
     for variant in ("plain", "van", "implicit"):  # the related papers' block types
         add("cifar10", variant, [8, 16], SETTINGS[:1], 4)
-    for n in (1, 3, 5):  # seed 003's CIFAR depth sweep: 4 stages of n blocks, width 64
+    for n in (1, 3, 5):  # the VAN paper's CIFAR depth sweep: 4 stages of n blocks, width 64
         for variant, extra in (("standard", {}), ("plain", {}), ("van", {}),
                                ("van", {"multiplier_step": 0.0})):  # fmt: skip
             add("cifar10", variant, [64], SETTINGS[:1], n, stages=4, **extra)

@@ -64,7 +64,7 @@ def ordinary_training(df: pd.DataFrame) -> pd.DataFrame:
 
 def main_architecture(df: pd.DataFrame) -> pd.DataFrame:
     """Rows whose (stages, blocks) is the most frequent one of their dataset: the paper's
-    network, not the depth sweeps of seed 003 that share a dataset with it (ties: the deeper)."""
+    network, not the VAN paper's depth sweeps that share a dataset with it (ties: the deeper)."""
     if df.empty or not {"dataset", "stages", "blocks"} <= set(df.columns):
         return df
     keep = pd.Series(False, index=df.index)

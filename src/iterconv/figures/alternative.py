@@ -7,7 +7,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from iterconv.figures.standard import PERTURBATIONS
-from iterconv.figures.style import coupling_lines, log_axes, placeholder, style_ax
+from iterconv.figures.style import coupling_lines, integer_ticks, log_axes, placeholder, style_ax
 
 MEASURES = {"loss": "Cross-entropy", "distance": "Distance to final repr.", "error_alt": "Error"}
 
@@ -16,7 +16,7 @@ def plot_measure_curves(
     curves: pd.DataFrame, measure: str, perturbation: str, stage: int, ax: Axes | None = None
 ) -> Axes:
     """Mean ``measure`` along one perturbation of one stage per coupling setting (log y),
-    band: normal-approximation 95% CI (mean ± 1.96 SE; a bootstrap per step is too slow).
+    band: bootstrap 95% CI across seeds (:func:`~iterconv.figures.style.mean_ci95`).
 
     Args:
         curves: rows of ``curves.csv``; ``measure`` is ``loss`` (nats) or ``distance``
@@ -30,5 +30,6 @@ def plot_measure_curves(
         return placeholder(ax, f"no positive {measure} values\n({perturbation}, stage {stage})")
     coupling_lines(df, "step", measure, ax, linewidth=1.1)
     log_axes(ax, y=True)
+    integer_ticks(ax.xaxis)
     title = f"Stage {int(stage)}"
     return style_ax(ax, title, PERTURBATIONS[perturbation][1], MEASURES.get(measure, measure))

@@ -1,4 +1,6 @@
-"""``iterconv figure NAME``: draw one figure to PNG + PDF + caption (all written atomically)."""
+"""``iterconv figure NAME``: draw one figure to PNG + PDF + caption (all written atomically);
+``iterconv report-pages``: the claims report and the tables as HTML pages for the Snakemake
+report."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 
+from iterconv.errors import UserError
 from iterconv.io import atomic_path, write_text
 
 
@@ -26,9 +29,20 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="print the available figure names")
     p.set_defaults(handler=run)
 
+    p = sub.add_parser(
+        "report-pages",
+        help="the claims report and the tables as HTML pages",
+        description="Render the claims report (markdown) and the collected tables as two "
+        "stand-alone HTML pages, which snakemake --report shows inline.",
+    )
+    p.add_argument("--claims", type=Path, required=True, help="claims report (claims.md)")
+    p.add_argument("--tables-dir", type=Path, required=True, help="holds runs.csv, stages.csv ...")
+    p.add_argument("--claims-out", type=Path, required=True, help="claims page (.html)")
+    p.add_argument("--tables-out", type=Path, required=True, help="tables page (.html)")
+    p.set_defaults(handler=run_pages)
+
 
 def run(args: argparse.Namespace) -> int:
-    from iterconv.cli import UserError
     from iterconv.families import FAMILY_MODULES
     from iterconv.figures.registry import FIGURES, build_figure, caption, figure_names
     from iterconv.results import load_tables
@@ -56,9 +70,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pages(args: argparse.Namespace) -> int:
+    from iterconv.figures.pages import write_pages
+
+    if not args.claims.is_file():
+        raise UserError(f"{args.claims} not found: run 'iterconv claims' first")
+    write_pages(args.claims, args.tables_dir, args.claims_out, args.tables_out)
+    return 0
+
+
 def family_figure(name: str, tables_dir: str):
     """(figure, caption) of an experiment family's figure, from its family-collect tables."""
-    from iterconv.cli import UserError
     from iterconv.families.cli import load_family_tables
     from iterconv.families.registry import family
 
@@ -71,7 +93,6 @@ def family_figure(name: str, tables_dir: str):
 
 def save_figure(fig, text: str, out: str, dpi: int) -> None:
     """PNG, PDF and caption of one figure, each written atomically."""
-    from iterconv.cli import UserError
 
     out = Path(out)
     if out.suffix.lower() != ".png":

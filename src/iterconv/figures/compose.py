@@ -79,9 +79,9 @@ def fig1(t: Tables) -> Figure:
     if not methods:
         return message_figure("Fig 1", "no toy trajectories (results/toy/trajectories.csv)")
     rows = (
-        ("none", "b  trajectories"),
-        ("drop4", "c  4th block dropped"),
-        ("extra", "d  last block repeated"),
+        ("none", "a  trajectories"),
+        ("drop4", "b  4th block dropped"),
+        ("extra", "c  last block repeated"),
     )
     fig, axes = new_figure(len(rows), len(methods), (2.8, 2.6))
     for r, (pert, title) in enumerate(rows):

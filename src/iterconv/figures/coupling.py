@@ -10,14 +10,13 @@ from matplotlib.figure import Figure
 from iterconv.figures.style import (
     COUPLING_AXIS_LABEL,
     INDEX_NAMES,
+    mean_ci95,
     placeholder,
     style_ax,
     width_color,
     width_palette,
 )
 from iterconv.results import coupling_order, with_setting
-
-CI95 = ("ci", 95)
 
 
 def _new_ax(ax: Axes | None) -> Axes:
@@ -58,8 +57,7 @@ def plot_by_setting(
         hue=hue,
         order=order,
         palette=palette,
-        errorbar=CI95,
-        n_boot=500,
+        errorbar=mean_ci95,
         dodge=0.15 * (n_hue > 1) * min(n_hue, 4) / 2,
         markersize=5,
         linewidth=1.3,

@@ -1,6 +1,7 @@
-"""Figures of the ``implicit`` family (seed 002): Example 1 (function approximation) and
-Example 2 (two spirals). Every builder takes the family's tables (``{name: DataFrame}``, as
-collected by :func:`iterconv.families.implicit.collect`) and draws what is there."""
+"""Figures of the ``implicit`` family (implicit residual networks, Reshniak & Webster 2019):
+Example 1 (function approximation) and Example 2 (two spirals). Every builder takes the
+family's tables (``{name: DataFrame}``, as collected by
+:func:`iterconv.families.implicit.collect`) and draws what is there."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from iterconv.figures.style import COUPLING_COLORS, log_axes, placeholder, shared_legend, style_ax
+from iterconv.figures.style import (
+    COUPLING_COLORS,
+    integer_ticks,
+    log_axes,
+    placeholder,
+    shared_legend,
+    style_ax,
+)
 
 Tables = dict[str, pd.DataFrame]
 
@@ -66,6 +77,7 @@ def plot_losses(tables: Tables, depth: int | None, ax: Axes | None = None) -> Ax
         ax.plot(mean.index, mean["train_loss"], color=colors[theta], label=theta_label(theta))
         ax.plot(mean.index, mean["val_loss"], "--", color=colors[theta])
     log_axes(ax, y=True)
+    integer_ticks(ax.xaxis)
     return style_ax(ax, f"{depth} layers (solid: train, dashed: val.)", "epoch", "MSE")
 
 
@@ -99,6 +111,7 @@ def plot_gradients(tables: Tables, depth: int | None, ax: Axes | None = None) ->
         mean = g.groupby("epoch")["grad_norm"].mean()
         ax.plot(mean.index, mean.values, color=colors[theta], label=theta_label(theta))
     log_axes(ax, y=True)
+    integer_ticks(ax.xaxis)
     return style_ax(ax, f"Gradient magnitude, {depth} layers", "epoch", "mean |dL/dW|")
 
 
@@ -156,31 +169,29 @@ def function_figure(tables: Tables) -> Figure:
 
 
 def trajectories_figure(tables: Tables) -> Figure:
-    """Example 1 with the fewest layers: hidden-state paths (z_1, z_2) of 11 inputs per theta."""
+    """Example 1 with the fewest layers: hidden-state paths (z_1, z_2) of 11 inputs per theta,
+    coloured by the input (the family's inputs are evenly spaced in [-1, 1], ``start`` counts
+    them), with a colour bar as the key."""
     df = _first_seed(_table(tables, "fn_trajectories", "theta", "depth", "seed", "start", "layer"))
     depths = _depths(tables)
     df = df[df["depth"] == depths[0]] if depths else df
     thetas = sorted(df["theta"].unique()) or [None]
-    fig = Figure(figsize=(2.8 * len(thetas), 3), layout="constrained")
+    fig = Figure(figsize=(2.8 * len(thetas) + 0.8, 3), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(thetas)))
     if df.empty:
         placeholder(axes[0], "no Example 1 trajectories")
         return fig
-    cmap = _diverging(df["start"].nunique())
+    inputs = ScalarMappable(Normalize(-1.0, 1.0), colormaps["coolwarm"])
+    last = max(df["start"].max(), 1)
     for ax, theta in zip(axes, thetas, strict=True):
-        for i, (_start, g) in enumerate(df[df["theta"] == theta].groupby("start")):
+        for start, g in df[df["theta"] == theta].groupby("start"):
             g = g.sort_values("layer")
-            ax.plot(g["z0"], g["z1"], "-o", color=cmap(i), markersize=2.5, linewidth=1)
+            color = inputs.to_rgba(-1.0 + 2.0 * start / last)
+            ax.plot(g["z0"], g["z1"], "-o", color=color, markersize=2.5, linewidth=1)
         style_ax(ax, theta_label(theta), "$z_1$", "$z_2$")
         ax.grid(alpha=0.3, linewidth=0.6)
+    fig.colorbar(inputs, ax=list(axes), label="input x", shrink=0.9)
     return fig
-
-
-def _diverging(n: int) -> Callable[[int], tuple]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["coolwarm"]
-    return lambda i: cmap(i / max(n - 1, 1))
 
 
 def plot_regions(tables: Tables, theta: float, noise: float, ax: Axes) -> Axes:
@@ -240,20 +251,23 @@ def spirals_figure(tables: Tables) -> Figure:
 
 FIGURES: dict[str, tuple[str, Callable[[Tables], Figure]]] = {
     "implicit_function": (
-        "Example 1 of seed 002: training (solid) and validation (dashed) loss with the fewest "
-        "and most layers, solver iterations, fitted functions, gradient magnitudes and the "
-        "layer amplification factor of trained explicit (θ = 0) and implicit networks.",
+        "Example 1 of the implicit ResNets paper (Reshniak & Webster 2019): training (solid) "
+        "and validation (dashed) loss with the fewest and most layers, solver iterations, "
+        "fitted functions, gradient magnitudes and the layer amplification factor of trained "
+        "explicit (θ = 0) and implicit networks.",
         function_figure,
     ),
     "implicit_trajectories": (
-        "Example 1 with the fewest layers: hidden-state trajectories of evenly spaced inputs "
+        "Example 1 of the implicit ResNets paper (Reshniak & Webster 2019) with the fewest "
+        "layers: hidden-state trajectories of 11 evenly spaced inputs (colour: input x) "
         "through the trained networks, one panel per θ.",
         trajectories_figure,
     ),
     "implicit_spirals": (
-        "Example 2 of seed 002: decision regions of networks trained with perturbation "
-        "streams of input-noise level σ (σ = 0: the original network), and validation "
-        "accuracy under Gaussian input noise (band: range over seeds).",
+        "Example 2 of the implicit ResNets paper (Reshniak & Webster 2019): decision regions "
+        "of networks trained with perturbation streams of input-noise level σ (σ = 0: the "
+        "original network), and validation accuracy under Gaussian input noise (band: range "
+        "over seeds).",
         spirals_figure,
     ),
 }

@@ -12,6 +12,7 @@ from iterconv.figures.style import (
     COUPLING_AXIS_LABEL,
     coupling_color,
     log_axes,
+    mean_ci95,
     placeholder,
     style_ax,
 )
@@ -73,8 +74,7 @@ def plot_deviation(stages: pd.DataFrame, ax: Axes | None = None) -> Axes:
         hue="stage",
         palette=palette,
         order=coupling_order(df["setting"]),
-        errorbar=("ci", 95),
-        n_boot=500,
+        errorbar=mean_ci95,
         dodge=0.3,
         markersize=5,
         linewidth=1.2,

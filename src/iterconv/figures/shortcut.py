@@ -1,4 +1,5 @@
-"""Figures of the ``shortcut`` family (seed 004): Table 1 as a plot, Figure 5's paths."""
+"""Figures of the ``shortcut`` family (Liu et al. 2019, shortcut connections in a
+two-layer ResNet): Table 1 as a plot, Figure 5's paths."""
 
 from __future__ import annotations
 

@@ -7,7 +7,14 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iterconv.figures.style import INDEX_NAMES, placeholder, style_ax, width_palette
+from iterconv.figures.style import (
+    INDEX_NAMES,
+    integer_ticks,
+    mean_ci95,
+    placeholder,
+    style_ax,
+    width_palette,
+)
 
 # Stage colours (distinct from the width colours, which fig 2 also uses).
 STAGE_COLORS = ("#0072B2", "#D55E00", "#555555", "#F0E442", "#000000")
@@ -56,6 +63,7 @@ def plot_curves(
         )
     if chance is not None:
         ax.axhline(chance, color="black", linestyle="--", linewidth=0.8, label="chance")
+    integer_ticks(ax.xaxis)
     return style_ax(ax, title, xlabel, "Error rate" if y == "error" else y, percent=y == "error")
 
 
@@ -96,8 +104,7 @@ def plot_stage_indices(
         hue="width",
         order=order,
         palette=palette,
-        errorbar=("ci", 95),
-        n_boot=500,
+        errorbar=mean_ci95,
         dodge=0.8 - 0.8 / df["width"].nunique(),
         linestyle="none",
         markersize=6,

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
+from matplotlib.axis import Axis
+from matplotlib.ticker import (
+    FixedLocator,
+    FuncFormatter,
+    LogFormatterSciNotation,
+    MaxNLocator,
+    NullFormatter,
+)
 
 from iterconv.results import coupling_order, with_setting
+from iterconv.stats import bootstrap_mean_ci
 
 # Okabe-Ito colours (colour-blind safe), one per first-stage width, used by every figure.
 WIDTH_COLORS: dict[int, str] = {8: "#E69F00", 16: "#56B4E9", 32: "#009E73", 64: "#CC79A7"}
-_EXTRA_COLORS = ("#0072B2", "#D55E00", "#F0E442", "#000000")
+_EXTRA_COLORS = ("#0072B2", "#D55E00", "#000000", "#F0E442")
 
 # Colours of the coupling settings (fig 5, fig 7): sequential, light = uncoupled.
 COUPLING_COLORS = ("#999999", "#9ecae1", "#4292c6", "#08519c", "#08306b", "#041a3a")
@@ -129,23 +138,56 @@ def panel_letter(ax: Axes, letter: str) -> None:
     )
 
 
+def integer_ticks(axis: Axis) -> None:
+    """Ticks at whole numbers only (block counts, epochs, depths)."""
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def _log_ticks(lo: float, hi: float, mantissas: Sequence[int]) -> list[float]:
+    """Every mantissa x 10^k inside [lo, hi]."""
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = (m * 10.0**k for k in decades for m in mantissas)
+    return [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+
+
+def _label_log_axis(axis: Axis, lo: float, hi: float) -> None:
+    """At least two labelled ticks on a log axis spanning [lo, hi]: decades when two fit, else
+    1-2-5 steps, else every integer multiple of a decade, else evenly spaced plain numbers."""
+    axis.set_minor_formatter(NullFormatter())
+    if len(_log_ticks(lo, hi, (1,))) >= 2:
+        axis.set_major_formatter(LogFormatterSciNotation())
+        return
+    ticks = _log_ticks(lo, hi, (1, 2, 5))
+    if len(ticks) < 2:
+        ticks = _log_ticks(lo, hi, range(1, 10))
+    if len(ticks) < 2:
+        ticks = [t for t in MaxNLocator(nbins=3).tick_values(lo, hi) if lo <= t <= hi]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+
+
 def log_axes(ax: Axes, x: bool = False, y: bool = False) -> Axes:
-    """Log scale on the chosen axes. Decade labels; minor ticks are labelled only when the axis
-    spans less than about half a decade (with no decade inside, it would have no label)."""
-    for on, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+    """Log scale on the chosen axes, called after plotting: the tick labels are chosen for the
+    data's range so that every log axis has at least two labelled ticks."""
+    for on, axis, setter, limits in (
+        (x, ax.xaxis, ax.set_xscale, ax.get_xlim),
+        (y, ax.yaxis, ax.set_yscale, ax.get_ylim),
+    ):
         if on:
             setter("log")
-            axis.set_minor_formatter(
-                LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(0.6, 0.25))
-            )
+            lo, hi = sorted(limits())
+            _label_log_axis(axis, lo, hi)
     return ax
 
 
-def coupling_lines(df: pd.DataFrame, x: str, y: str, ax: Axes, linewidth: float = 1.2) -> Axes:
-    """Mean of ``y`` over ``x`` per coupling setting, with a 95% band (mean +- 1.96 SE).
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Error bar of a mean across seeds: the claims' percentile bootstrap interval
+    (:func:`iterconv.stats.bootstrap_mean_ci`, seeded; NaN, so no bar, for a single value)."""
+    return bootstrap_mean_ci(values, np.random.default_rng(0))
 
-    The SE band instead of a bootstrap keeps curves with many steps fast to draw.
-    """
+
+def coupling_lines(df: pd.DataFrame, x: str, y: str, ax: Axes, linewidth: float = 1.2) -> Axes:
+    """Mean of ``y`` over ``x`` per coupling setting, with a band from :func:`mean_ci95`."""
     import seaborn as sns
 
     df = with_setting(df)
@@ -158,8 +200,10 @@ def coupling_lines(df: pd.DataFrame, x: str, y: str, ax: Axes, linewidth: float 
         hue="setting",
         hue_order=order,
         palette=palette,
-        errorbar=("se", 1.96),
+        errorbar=mean_ci95,
         linewidth=linewidth,
+        marker="o" if df[x].nunique() <= 3 else None,  # a curve of one step is a point
+        markersize=4,
         ax=ax,
     )
     return ax

@@ -6,13 +6,13 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iterconv.figures.style import coupling_lines, placeholder, style_ax
+from iterconv.figures.style import coupling_lines, integer_ticks, placeholder, style_ax
 
 
 def plot_history(
     history: pd.DataFrame, y: str = "val_error", ax: Axes | None = None, title: str | None = None
 ) -> Axes:
-    """Mean ``y`` per epoch for each coupling setting; band: mean ± 1.96 SE across seeds.
+    """Mean ``y`` per epoch for each coupling setting; band: bootstrap 95% CI across seeds.
 
     Args:
         history: rows of ``history.csv`` (``epoch``, ``y``, ``coupling``, ``init``).
@@ -23,4 +23,5 @@ def plot_history(
     if df.empty:
         return placeholder(ax, f"no {y} history")
     coupling_lines(df, "epoch", y, ax)
+    integer_ticks(ax.xaxis)
     return style_ax(ax, title, "Epoch", "Error rate", percent="error" in y)

@@ -1,5 +1,6 @@
-"""Figures of the ``van`` family (seed 003, section 4.1): accuracy against depth (fig. 1) and
-training curves with the mean alpha residual (fig. 2, right)."""
+"""Figures of the ``van`` family (the VAN paper, phasing out skip-connections, section 4.1):
+accuracy against depth (fig. 1) and training curves with the mean alpha residual (fig. 2,
+right)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iterconv.figures.style import placeholder, style_ax
+from iterconv.figures.style import integer_ticks, placeholder, style_ax
 from iterconv.results import dataset_name
 
 # One colour per architecture (Okabe-Ito), in legend order; gold is kept for the alpha residual.
@@ -55,6 +56,7 @@ def depth_panel(final: pd.DataFrame, ax: Axes) -> Axes:
             capsize=2,
         )
     ax.legend(fontsize="small", frameon=False)
+    integer_ticks(ax.xaxis)
     return style_ax(ax, xlabel="Hidden layers l", ylabel="Held-out accuracy", percent=True)
 
 
@@ -86,6 +88,7 @@ def curves_panel(epochs: pd.DataFrame, depth: int, ax: Axes) -> Axes:
         ax.plot(g.index, 1 - g["train_acc"], "--", color=color, label=f"{label} train")
         ax.plot(g.index, 1 - g["val_acc"], "-", color=color, label=f"{label} held-out")
     style_ax(ax, xlabel="Epoch", ylabel="Error", percent=True)
+    integer_ticks(ax.xaxis)
     residual = df[df["arch"] == "van"].groupby("epoch")["alpha_residual"].mean()
     if not residual.empty:
         right = ax.twinx()

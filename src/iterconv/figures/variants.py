@@ -8,24 +8,29 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iterconv.figures.coupling import CI95
 from iterconv.figures.style import (
     INDEX_NAMES,
+    mean_ci95,
     placeholder,
     style_ax,
     width_palette,
 )
+from iterconv.models import TORCHVISION_VARIANTS
 from iterconv.results import VARIANT_NAMES, Tables, dataset_name, restrict, select
 
 
 def plot_by_variant(runs: pd.DataFrame, y: str, ax: Axes | None = None) -> Axes:
-    """Mean of ``y`` per block type (x) and width, 95% CI across seeds; dots: single runs."""
+    """Mean of ``y`` per block type (x) and width, 95% CI across seeds; dots: single runs.
+    torchvision architectures (``tv_resnet``, ``tv_vit``) follow the paper's networks, after a
+    dotted line."""
     ax = Figure(figsize=(4, 3)).subplots() if ax is None else ax
     df = runs.dropna(subset=[y]) if y in runs else runs.iloc[0:0]
     if df.empty:
         return placeholder(ax, f"no {INDEX_NAMES.get(y, y)} values")
     df = df.assign(block=df["variant"].map(VARIANT_NAMES), width=df["width"].astype(int))
-    order = [name for v, name in VARIANT_NAMES.items() if v in set(df["variant"])]
+    present = [v for v in VARIANT_NAMES if v in set(df["variant"])]
+    present.sort(key=lambda v: v in TORCHVISION_VARIANTS)  # the paper's networks first
+    order = [VARIANT_NAMES[v] for v in present]
     palette = width_palette(df["width"])
     common = dict(x="block", y=y, hue="width", order=order, palette=palette, ax=ax)
     sns.stripplot(df, **common, dodge=True, size=3, alpha=0.35, legend=False)
@@ -33,23 +38,26 @@ def plot_by_variant(runs: pd.DataFrame, y: str, ax: Axes | None = None) -> Axes:
         df,
         **common,
         dodge=0.4 if df["width"].nunique() > 1 else False,
-        errorbar=CI95,
-        n_boot=500,
+        errorbar=mean_ci95,
         markersize=5,
         linestyle="none",
         capsize=0.1,
     )
+    torchvision = sum(v in TORCHVISION_VARIANTS for v in present)
+    if 0 < torchvision < len(order):
+        ax.axvline(len(order) - torchvision - 0.5, color="#999999", linestyle=":", linewidth=0.8)
+    xlabel = "Block type or architecture" if torchvision else "Block type"
     percent = y == "val_error"
-    style_ax(ax, None, "Block type", "Error rate" if percent else INDEX_NAMES.get(y, y), percent)
+    style_ax(ax, None, xlabel, "Error rate" if percent else INDEX_NAMES.get(y, y), percent)
     ax.tick_params(axis="x", labelsize="small")
     return ax
 
 
-# --- seed 003's CIFAR setting (its fig 2): ResNet, plain, VAN, VAN (lambda = 0) by depth -----
+# --- the VAN paper's CIFAR setting (its fig 2): ResNet, plain, VAN, VAN (lambda = 0) by depth
 
 
 def van_depth_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs of the seed 003 CIFAR sweeps (4 stages; standard, plain or van blocks), with the
+    """Runs of the VAN paper's CIFAR sweeps (4 stages; standard, plain or van blocks), with the
     family figures' columns: ``arch`` (resnet, plain, van, van_free) and ``depth`` = 8n + 2,
     the paper's depth of a network with n blocks per stage."""
     if runs.empty or "stages" not in runs:
