@@ -5,7 +5,7 @@ rule compute_indices:
     output:
         "results/indices/{analysis}/{run}.json",
     log:
-        "results/indices/{analysis}/{run}.log",
+        "results/logs/compute_indices/{analysis}/{run}.log",
     conda:
         "../envs/iterconv.yaml"
     threads: 1
@@ -23,7 +23,7 @@ rule run_toy:
     output:
         "results/toy/trajectories.csv",
     log:
-        "results/logs/run_toy.log",
+        "results/logs/run_toy/toy.log",
     conda:
         "../envs/iterconv.yaml"
     params:

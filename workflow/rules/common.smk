@@ -1,9 +1,9 @@
 # Helpers of the workflow: the preset's units of work by address (iterconv.pipeline.units, shared
 # with the tests and `iterconv gc`) and input functions. Parsing writes no file.
-import json
 import shlex
 
 from iterconv.families.registry import family_figures
+from iterconv.io import write_json
 from iterconv.pipeline import ParamsError
 from iterconv.pipeline import targets
 from iterconv.pipeline.address import (
@@ -46,8 +46,26 @@ wildcard_constraints:
     stamp=f"[0-9a-f]{{{HASH_LENGTH}}}",
 
 
-def run_config_json(wildcards):
-    return json.dumps(RUNS[wildcards.run].config.to_dict(), sort_keys=True)
+# Each run's and family job's resolved configuration, the file its job reads, at the unit's
+# address (which hashes the same values, so the file never changes); {path: configuration}.
+RUN_CONFIGS = {
+    f"results/runs/{address}/config.json": run.config.to_dict()
+    for address, run in RUNS.items()
+}
+JOB_CONFIGS = {
+    f"results/jobs/{family}/{address}/config.json": job.config
+    for family, jobs in FAMILY_JOBS.items()
+    for address, job in jobs.items()
+}
+
+
+def write_configs(configs, log):
+    """Write a preset's configuration files (one local job for all: no job, log or console
+    lines per unit); the log names how many."""
+    for path, values in configs.items():
+        write_json(path, dict(sorted(values.items())))
+    with open(log, "w") as stream:
+        print(f"wrote {len(configs)} configuration files", file=stream)
 
 
 def speed_flags():
@@ -81,10 +99,6 @@ def family_job(wildcards):
     return FAMILY_JOBS[wildcards.family][wildcards.job]
 
 
-def family_job_config(wildcards):
-    return json.dumps(family_job(wildcards).config, sort_keys=True)
-
-
 def family_job_data(wildcards):
     job = family_job(wildcards)
     data = {ds.name: ds.address for ds in DATASETS.values() if ds.name in job.datasets}
@@ -93,8 +107,9 @@ def family_job_data(wildcards):
     )
 
 
-def family_data_args(wildcards, input):
-    return " ".join(f"{name}={os.path.dirname(path)}" for name, path in input.items())
+def family_data_args(wildcards):
+    data = family_job_data(wildcards)
+    return " ".join(f"{name}={os.path.dirname(path)}" for name, path in data.items())
 
 
 def family_results(wildcards):

@@ -3,22 +3,36 @@
 # check_claims).
 
 
+localrules:
+    write_job_configs,
+
+
+# The jobs' configurations as files at the jobs' addresses (see write_run_configs).
+rule write_job_configs:
+    output:
+        list(JOB_CONFIGS),
+    log:
+        f"{OUT}/logs/write_job_configs.log",
+    run:
+        write_configs(JOB_CONFIGS, log[0])
+
+
 rule run_family_job:
     input:
         unpack(family_job_data),
+        config=ancient("results/jobs/{family}/{job}/config.json"),
     output:
         "results/jobs/{family}/{job}/result.json",
     log:
-        "results/jobs/{family}/{job}/run.log",
+        "results/logs/run_family_job/{family}/{job}.log",
     conda:
         "../envs/iterconv.yaml"
     threads: 1
     params:
-        config=family_job_config,
         data=family_data_args,
         out=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "python -m iterconv family-run {wildcards.family} --config-json {params.config:q}"
+        'python -m iterconv family-run {wildcards.family} --config-json "$(cat {input.config})"'
         " --data {params.data} --out {params.out} --threads {threads} > {log} 2>&1"
 
 
