@@ -24,6 +24,7 @@ from iterconv.analysis.adapters import (
 )
 from iterconv.analysis.indices import compute_indices, read_indices
 from iterconv.cli import main
+from iterconv.models.torchvision_nets import SmallImageResNet, SmallImageViT, TorchvisionConfig
 from iterconv.train.metrics import loss_fn, mistakes, predictions
 
 # ---------------------------------------------------------------- the engine before adapters
@@ -173,8 +174,8 @@ def tv_resnet_layers(model, s, order):
     ``order``."""
     layers = [model.conv1, model.bn1, model.relu, model.maxpool]
     for t, layer in enumerate((model.layer1, model.layer2, model.layer3, model.layer4)):
-        blocks = list(layer)
-        if blocks[0].downsample is not None:
+        blocks = list(layer)  # empty beyond the stages of a SmallImageResNet
+        if blocks and blocks[0].downsample is not None:
             layers.append(blocks[0])
             blocks = blocks[1:]
         layers += [blocks[i] for i in order] if t == s else blocks
@@ -337,6 +338,28 @@ def test_vit_matches_naive():
     images, labels = data()
     naive, engine = naive_check(model, adapter, vit_layers, images, labels, extra=3)
     assert (naive, engine) == (44, 13)
+
+
+def test_pipeline_architectures_match_naive():
+    """The networks a run may train instead of the project's ResNet (run variants tv_resnet and
+    tv_vit): three of torchvision's four ResNet layers; a ViT on grey images."""
+    torch.manual_seed(0)
+    cfg = TorchvisionConfig("tv_resnet", in_channels=3, width=4, stages=3, blocks=3)
+    grey = torch.randn(8, 1, 32, 32, dtype=torch.float64)
+    resnet = randomise_norms(SmallImageResNet(cfg).double(), grey.expand(-1, 3, -1, -1))
+    adapter = adapter_for(resnet)
+    assert [len(b) for b in adapter.stages] == [3, 2, 2]
+    assert [t is None for t in adapter.transitions] == [True, False, False]
+    images, labels = data()
+    naive_check(resnet, adapter, tv_resnet_layers, images, labels, extra=2)
+
+    vit = SmallImageViT(TorchvisionConfig("tv_vit", in_channels=1, width=8, stages=1, blocks=3))
+    with torch.no_grad():
+        nn.init.normal_(vit.heads.head.weight, std=0.5)  # zero-initialised in torchvision
+    vit = randomise_norms(vit.double(), grey)
+    adapter = adapter_for(vit)
+    assert [len(b) for b in adapter.stages] == [3]
+    naive_check(vit, adapter, vit_layers, images[:, :1], labels, extra=2)
 
 
 def test_convnext_matches_naive():

@@ -271,8 +271,9 @@ def _staged(
 def torchvision_resnet_adapter(model: nn.Module) -> ResidualAdapter:
     """torchvision ResNet, Wide ResNet and ResNeXt: stage s is ``layer{s+1}``; its first block
     is the transition when it changes the shape (it has a ``downsample`` projection), otherwise
-    it is a residual block of the stage like the others. stem = conv1, bn1, relu, maxpool;
-    head = avgpool, flatten, fc."""
+    it is a residual block of the stage like the others; an empty layer (a network of fewer
+    stages, :mod:`iterconv.models.torchvision_nets`) is no stage. stem = conv1, bn1, relu,
+    maxpool; head = avgpool, flatten, fc."""
 
     def stem(x: torch.Tensor) -> torch.Tensor:
         return model.maxpool(model.relu(model.bn1(model.conv1(x))))
@@ -341,12 +342,14 @@ def convnext_adapter(model: nn.Module) -> ResidualAdapter:
     )
 
 
-def adapter_for(model: nn.Module) -> ResidualAdapter:
-    """The shipped adapter for ``model``; TypeError for a network none of them knows."""
+def adapter_for(model: nn.Module, couple_from: int = 0) -> ResidualAdapter:
+    """The shipped adapter for ``model``; TypeError for a network none of them knows.
+    ``couple_from``: the project's ResNet's first coupled block (for its effective parameter
+    count); the other networks count every residual block as coupled."""
     from iterconv.models.resnet import ResNet
 
     if isinstance(model, ResNet):
-        return iterconv_resnet_adapter(model)
+        return iterconv_resnet_adapter(model, couple_from)
     from torchvision.models import ConvNeXt, VisionTransformer
     from torchvision.models import ResNet as TorchvisionResNet
 

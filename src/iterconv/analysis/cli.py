@@ -12,6 +12,7 @@ from iterconv.errors import UserError
 if TYPE_CHECKING:  # torch only where a command needs it
     from iterconv.data.prepared import PreparedDataset
     from iterconv.models.resnet import ModelConfig
+    from iterconv.models.torchvision_nets import TorchvisionConfig
 
 
 INDICES = """\
@@ -77,7 +78,7 @@ def _positive(name: str, value: int, allow_zero: bool = False) -> None:
 
 
 def run_indices(args: argparse.Namespace) -> int:
-    from iterconv.analysis.adapters import iterconv_resnet_adapter
+    from iterconv.analysis.adapters import adapter_for
     from iterconv.analysis.indices import compute_indices, write_indices
     from iterconv.data.prepared import load_prepared, normalize
     from iterconv.train.checkpoint import load_run_model
@@ -91,7 +92,7 @@ def run_indices(args: argparse.Namespace) -> int:
     data = load_prepared(args.data)
     check_run_dataset(args.run, config, model.cfg, args.data, data)
     n = args.max_images or data.val_x.shape[0]
-    adapter = iterconv_resnet_adapter(model, config.get("couple_from", 0))
+    adapter = adapter_for(model, config.get("couple_from", 0))
     blocks = "+".join(str(len(stage)) for stage in adapter.stages)
     print(
         f"indices of {args.run.name}: {n:,} validation images, blocks per stage {blocks}, "
@@ -140,7 +141,11 @@ def indices_summary(result: dict, out: Path) -> str:
 
 
 def check_run_dataset(
-    run: Path, config: dict, model_cfg: ModelConfig, path: Path, data: PreparedDataset
+    run: Path,
+    config: dict,
+    model_cfg: ModelConfig | TorchvisionConfig,
+    path: Path,
+    data: PreparedDataset,
 ) -> None:
     """Refuse a prepared dataset other than the one ``run`` was trained on: its name (the run's
     configuration names it; the manifest holds the prepared dataset's), then what the network

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from iterconv.errors import UserError
 from iterconv.io import atomic_path, sha256
-from iterconv.models.resnet import ModelConfig, ResNet
+from iterconv.models import build_network, model_config_from_dict
 from iterconv.train.config import RunConfig
 
 # Files the run's metrics.json must list once it lists any (``sha256``): the checkpoint the
@@ -109,8 +110,9 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ResNet, dict]:
-    """Load a checkpoint (best.pt or last.pt) as an eval-mode model and its run config.
+def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a checkpoint (best.pt or last.pt) as an eval-mode model (the project's ResNet or a
+    torchvision architecture, with its configuration as ``cfg``) and its run config.
 
     The file is checked against the sha256 listed in the ``metrics.json`` beside it (when that
     lists one) and against its embedded checksum. A missing, corrupt or modified checkpoint
@@ -125,7 +127,7 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise UserError(f"{path} does not match its sha256 in metrics.json (corrupt): {fix}")
     try:
         ckpt = read_checkpoint(path, map_location="cpu")
-        model = ResNet(ModelConfig(**ckpt["model_config"]))
+        model = build_network(model_config_from_dict(ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
     except CorruptCheckpoint as err:
         raise UserError(f"{err}: {fix}") from err

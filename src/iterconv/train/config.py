@@ -11,11 +11,12 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from iterconv.models import VARIANTS
+from iterconv.models import RESNET_MAX_STAGES, TORCHVISION_VARIANTS, VARIANTS, VIT_HEADS
 from iterconv.train import KERNELS
 
 if TYPE_CHECKING:  # the model (and torch) only where a network is built
     from iterconv.models.resnet import ModelConfig
+    from iterconv.models.torchvision_nets import TorchvisionConfig
 
 INITS = ("recurrent", "nonrecurrent")
 NORMALISED = ("icr", "pcr")  # spectrally normalised variants: mu is their Lipschitz bound
@@ -45,7 +46,7 @@ class RunConfig:
     """One training run. Defaults follow the paper's CIFAR-10 recipe (appendix A.4)."""
 
     dataset: str = "cifar10"  # name of a prepared dataset under results/data/
-    variant: str = "standard"  # standard | icr | pcr | plain | van | implicit
+    variant: str = "standard"  # standard | icr | pcr | plain | van | implicit | tv_resnet | tv_vit
     width: int = 16  # channels of the first stage
     stages: int = 3
     blocks: int = 16  # residual blocks per stage
@@ -74,7 +75,10 @@ class RunConfig:
                 raise ConfigError(key, f"{getattr(self, key)!r} is not allowed; must be finite")
         normalised = self.variant in NORMALISED
         checks = {
-            "variant": (self.variant in VARIANTS, f"one of {list(VARIANTS)}"),
+            "variant": (
+                self.variant in VARIANTS + TORCHVISION_VARIANTS,
+                f"one of {list(VARIANTS + TORCHVISION_VARIANTS)}",
+            ),
             "init": (self.init in INITS, f"one of {list(INITS)}"),
             "kernel": (self.kernel in KERNELS, f"one of {list(KERNELS)}"),
             "coupling": (0.0 <= self.coupling <= 1.0, "a number in [0, 1]"),
@@ -107,11 +111,50 @@ class RunConfig:
         }
         for key in ("width", "stages", "blocks", "epochs", "batch_size", "eval_batch_size"):
             checks[key] = (getattr(self, key) >= 1, "an integer >= 1")
-        for key, (ok, allowed) in checks.items():
+        groups = [checks]
+        if self.variant in TORCHVISION_VARIANTS:  # after the general checks of the same keys
+            groups.append(self._torchvision_checks())
+        for key, (ok, allowed) in (item for group in groups for item in group.items()):
             if not ok:
                 value = getattr(self, key)
                 value = list(value) if isinstance(value, tuple) else value
                 raise ConfigError(key, f"{value!r} is not allowed; must be {allowed}")
+
+    def _torchvision_checks(self) -> dict[str, tuple[bool, str]]:
+        """What a torchvision architecture allows: none of the project's block options
+        (coupling acts on the paper's blocks, recurrent initialisation copies them, bn_gamma
+        sets their BN scale), and sizes its network can take."""
+        only = f"for variant {self.variant!r} (a torchvision architecture"
+        checks = {
+            "coupling": (
+                self.coupling == 0,
+                f"0 {only}: soft gradient coupling is for the project's ResNet)",
+            ),
+            "couple_from": (self.couple_from == 0, f"0 {only})"),
+            "kernel": (self.kernel == "uniform", f"'uniform' {only})"),
+            "init": (
+                self.init == "nonrecurrent",
+                f"'nonrecurrent' {only}: identical initial blocks are the project's ResNet's)",
+            ),
+            "bn_gamma": (self.bn_gamma == 1.0, f"1 {only})"),
+        }
+        if self.variant == "tv_resnet":
+            checks["stages"] = (
+                self.stages <= RESNET_MAX_STAGES,
+                f"an integer in [1, {RESNET_MAX_STAGES}] {only} of {RESNET_MAX_STAGES} layers)",
+            )
+            checks["blocks"] = (
+                self.blocks >= 2 or self.stages == 1,
+                f"an integer >= 2 {only}: the first block of stages 2.. downsamples, so each "
+                "keeps blocks - 1 residual blocks)",
+            )
+        else:
+            checks["stages"] = (self.stages == 1, f"1 {only}: its encoder is one stage)")
+            checks["width"] = (
+                self.width % VIT_HEADS == 0,
+                f"a multiple of {VIT_HEADS} {only} with {VIT_HEADS} attention heads)",
+            )
+        return checks
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -133,7 +176,22 @@ class RunConfig:
         data["milestones"] = list(self.milestones)
         return data
 
-    def model_config(self, in_channels: int, num_classes: int, image_size: int) -> ModelConfig:
+    def model_config(
+        self, in_channels: int, num_classes: int, image_size: int
+    ) -> ModelConfig | TorchvisionConfig:
+        """The network of this run for images of the given shape and classes."""
+        if self.variant in TORCHVISION_VARIANTS:
+            from iterconv.models.torchvision_nets import TorchvisionConfig
+
+            return TorchvisionConfig(
+                variant=self.variant,
+                in_channels=in_channels,
+                num_classes=num_classes,
+                image_size=image_size,
+                width=self.width,
+                stages=self.stages,
+                blocks=self.blocks,
+            )
         from iterconv.models.resnet import ModelConfig
 
         return ModelConfig(

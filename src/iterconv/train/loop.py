@@ -54,6 +54,7 @@ from iterconv.data.augment import augment_batch
 from iterconv.data.prepared import PreparedDataset, normalize
 from iterconv.errors import UserError
 from iterconv.io import sha256, write_json, write_text
+from iterconv.models import build_network
 from iterconv.models.resnet import ResNet, count_parameters
 from iterconv.models.spectral import record_bounds
 from iterconv.models.van import (
@@ -153,13 +154,22 @@ def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def build_model(cfg: RunConfig, data: PreparedDataset) -> ResNet:
+def build_model(cfg: RunConfig, data: PreparedDataset) -> nn.Module:
+    """The run's network for ``data``'s images (the project's ResNet or a torchvision
+    architecture), initialised from ``cfg.seed``."""
     c, h = data.train_x.shape[1], data.train_x.shape[2]
     torch.manual_seed(cfg.seed)
-    return ResNet(cfg.model_config(c, data.num_classes, h))
+    return build_network(cfg.model_config(c, data.num_classes, h))
 
 
-def build_optimizer(model: ResNet, cfg: RunConfig) -> torch.optim.SGD:
+def build_coupler(model: nn.Module, cfg: RunConfig) -> GradientCoupler:
+    """Soft gradient coupling of the stages of the project's ResNet; a torchvision architecture
+    has none (its configuration allows coupling 0 only)."""
+    stages = model.stages if isinstance(model, ResNet) else []
+    return GradientCoupler(stages, cfg.coupling, cfg.kernel, cfg.couple_from)
+
+
+def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.SGD:
     """SGD with momentum on the weights; VAN's alphas take plain gradient steps (seed 003,
     eq. 7: no momentum) and no weight decay (decay would pull them towards 0, against the
     constraint alpha = 1)."""
@@ -188,7 +198,7 @@ def usable_speed(variant: str, speed: SpeedOptions, log) -> SpeedOptions:
     return dataclasses.replace(speed, precision="fp32", compile=False)
 
 
-def training_forward(model: ResNet, speed: SpeedOptions) -> Callable:
+def training_forward(model: nn.Module, speed: SpeedOptions) -> Callable:
     """What computes the training logits: ``model`` itself or, with ``speed.compile``, a
     ``torch.compile`` wrapper sharing its parameters and buffers (compiled on its first batch).
     Evaluation, analyses and checkpoints always use the eager ``model``."""
@@ -204,10 +214,10 @@ def plain_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def solver_report(model: ResNet) -> str:
+def solver_report(model: nn.Module) -> str:
     """Implicit blocks: the epoch's fixed-point and adjoint solves (mean iterations, failures),
     then the counters restart; "" for other variants."""
-    stats = [b.solve_stats for s in model.stages for b in s.blocks if b.solve_stats is not None]
+    stats = [st for m in model.modules() if (st := getattr(m, "solve_stats", None)) is not None]
     calls = sum(st.forward_calls for st in stats)
     if not calls:
         return ""
@@ -226,7 +236,9 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 @torch.inference_mode()
-def evaluate(model: ResNet, data: PreparedDataset, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, data: PreparedDataset, batch_size: int = 1000
+) -> tuple[float, float]:
     """(mean loss, error rate) on the validation split, eval mode."""
     model.eval()
     total_loss, wrong, n = 0.0, 0, len(data.val_x)
@@ -240,7 +252,7 @@ def evaluate(model: ResNet, data: PreparedDataset, batch_size: int = 1000) -> tu
 
 
 def train_epoch(
-    model: ResNet,
+    model: nn.Module,
     data: PreparedDataset,
     cfg: RunConfig,
     optimizer: torch.optim.Optimizer,
@@ -374,7 +386,7 @@ def train_run(
     model.to(device, memory_format=speed.memory_format)  # parameters keep their identity
     _optimizer_to(optimizer, device)
     data = data.to(device)
-    coupler = GradientCoupler(model.stages, cfg.coupling, cfg.kernel, cfg.couple_from)
+    coupler = build_coupler(model, cfg)
     forward = training_forward(model, speed)
     start = time.perf_counter()
     if state.epoch < cfg.epochs:
