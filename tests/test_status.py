@@ -14,6 +14,7 @@ from params_helpers import ROOT, with_preset
 from iterconv.cli import main
 from iterconv.pipeline.status import grid_status, parse_log, render, snakemake_started
 from iterconv.pipeline.units import Units, preset_units
+from iterconv.train import progress
 from iterconv.train.loop import HISTORY_COLUMNS
 
 PARAMS = ROOT / "params.yaml"
@@ -35,10 +36,8 @@ def units() -> Units:
 
 def epoch_line(epoch: int, epochs: int, val_error: float, seconds: float) -> str:
     """An epoch line as train_run logs it."""
-    lr, loss, error = 0.1, 2.0, 0.5
-    return (
-        f"epoch {epoch}/{epochs} lr {lr:.4g} train {loss:.4f}/{error:.4f}"
-        f" val {loss:.4f}/{val_error:.4f} ({seconds:.1f}s)"
+    return progress.epoch_line(
+        progress.EpochProgress(epoch, epochs, 0.1, 2.0, 0.5, 2.0, val_error, seconds)
     )
 
 
@@ -76,7 +75,7 @@ def build_partly(results: Path, units: Units) -> dict[str, str]:
     write_log(failed, ["training epochs 1..2 on cpu", epoch_line(1, 2, 0.9, 2.0), DIVERGED])
     (failed / "last.pt").write_bytes(b"checkpoint")
     running = results / "runs" / chosen["running"]
-    write_log(running, ["training epochs 1..2 on cpu", epoch_line(1, epochs, 0.8125, 30.0)])
+    write_log(running, ["training epochs 1..2 on cpu", epoch_line(1, epochs, 0.825, 30.0)])
     (running / "last.pt").write_bytes(b"checkpoint")
     stopped = results / "runs" / chosen["stopped"]
     write_log(stopped, ["training epochs 1..2 on cpu", epoch_line(1, 2, 0.9, 2.0)], age=HOUR)
@@ -143,7 +142,7 @@ def test_partly_built(tmp_path: Path, units: Units) -> None:
     }
     assert states[chosen["failed"]].last_line == DIVERGED
     running = states[chosen["running"]].progress
-    assert (running.epoch, running.epochs, running.val_error) == (1, 2, 0.8125)
+    assert (running.epoch, running.epochs, running.val_error) == (1, 2, 0.825)
     assert running.mean_seconds == 30.0 and 0 < running.eta <= 30.0
     assert states[chosen["stopped"]].progress.epoch == 1
     assert st.datasets == (1, 2) and st.analyses == (1, 5)
@@ -153,7 +152,7 @@ def test_partly_built(tmp_path: Path, units: Units) -> None:
     assert "total: 1/5 runs done, 1 running, 1 failed, 1 stopped, 1 pending" in text
     assert DIVERGED in text
     row = next(line for line in text.splitlines() if chosen["running"] in line)
-    assert row.split()[1:3] == ["1/2", "81.2%"]
+    assert row.split()[1:3] == ["1/2", "82.5%"]
 
 
 def test_complete(tmp_path: Path, units: Units) -> None:

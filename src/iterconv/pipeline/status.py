@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iterconv.cli import UserError
+from iterconv.errors import UserError
+from iterconv.train.progress import parse_epoch_line
 
 if TYPE_CHECKING:  # imported lazily: every command's start-up loads this module
     from iterconv.pipeline.units import Units
@@ -51,11 +52,7 @@ DEFAULT_STALE_SECONDS = 1800.0
 STALE_EPOCHS = 3  # a run is active while its last write is younger than this many epoch times
 TAIL_BYTES = 64 * 1024
 
-# The lines iterconv.train.loop.train_run logs (see its ``log(...)`` calls).
-EPOCH_LINE = re.compile(
-    r"^epoch (?P<epoch>\d+)/(?P<epochs>\d+) lr \S+ train \S+/\S+ "
-    r"val \S+/(?P<val_error>\S+) \((?P<seconds>[0-9.]+)s\)"
-)
+# The lines iterconv.train.loop.train_run logs besides its epoch lines (iterconv.train.progress).
 START_LINE = re.compile(r"^(training epochs \d+\.\.\d+ on |resuming after epoch \d+ of \d+)")
 ERROR_LINE = re.compile(r"^iterconv [\w-]+: error: ")
 TRACEBACK = "Traceback (most recent call last):"
@@ -190,10 +187,10 @@ def parse_log(lines: list[str]) -> LogSummary:
     summary = LogSummary(last_line=lines[-1] if lines else "")
     last_progress = last_traceback = -1
     for i, line in enumerate(lines):
-        if match := EPOCH_LINE.match(line):
-            summary.epoch = int(match["epoch"])
-            summary.val_error = _float(match["val_error"])
-            summary.seconds.append(float(match["seconds"]))
+        if epoch := parse_epoch_line(line):
+            summary.epoch = epoch.epoch
+            summary.val_error = epoch.val_error
+            summary.seconds.append(epoch.seconds)
             last_progress = i
         elif START_LINE.match(line):
             last_progress = i
