@@ -204,6 +204,24 @@ def test_family_run_refuses_a_bad_job_naming_the_key(tmp_path, capsys, name, cha
     assert not out.exists()
 
 
+def test_family_run_names_the_configuration_file(tmp_path, capsys):
+    config = next(iter(expand_families(with_preset("micro"))["van"].values())).config
+    path = tmp_path / "config.json"
+    for text, message in (
+        (json.dumps({**config, "lr": "fast"}), f"configuration file {path}.lr: 'fast'"),
+        ("{", f"configuration file {path} is not valid JSON"),
+        ("[]", f"configuration file {path} must hold a JSON object"),
+    ):
+        path.write_text(text)
+        argv = ["family-run", "van", "--config", str(path), "--out", str(tmp_path / "job")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    missing = tmp_path / "absent.json"
+    assert main(["family-run", "van", "--config", str(missing), "--out", str(tmp_path)]) == 2
+    assert f"cannot read configuration file {missing}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", list(FAMILY_MODULES))
 def test_the_docs_table_lists_every_key(name):
     text = (ROOT / "docs" / f"{name}.md").read_text()
@@ -228,7 +246,9 @@ def van_tables(tmp_path_factory):
     results = []
     for job_id, config in jobs.items():
         out = tmp / "jobs" / job_id
-        argv = ["family-run", "van", "--config-json", json.dumps(config), "--out", str(out)]
+        out.mkdir(parents=True)
+        (out / "config.json").write_text(json.dumps(config))  # as the workflow passes it
+        argv = ["family-run", "van", "--config", str(out / "config.json"), "--out", str(out)]
         assert main([*argv, "--data", f"van_micro_digits={data}"]) == 0
         results.append(str(out / "result.json"))
     tables = tmp / "tables"

@@ -32,7 +32,7 @@ rule run_family_job:
         data=family_data_args,
         out=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        'python -m iterconv family-run {wildcards.family} --config-json "$(cat {input.config})"'
+        "python -m iterconv family-run {wildcards.family} --config {input.config}"
         " --data {params.data} --out {params.out} --threads {threads} > {log} 2>&1"
 
 

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("family-run", help="run one job of an experiment family")
     p.add_argument("family", choices=list(FAMILY_MODULES))
-    p.add_argument("--config-json", required=True, help="the job's configuration (JSON object)")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument(
+        "--config", type=Path, help="the job's configuration: a JSON file holding an object"
+    )
+    given.add_argument("--config-json", metavar="JSON", help="the same as an inline JSON object")
     p.add_argument("--out", type=Path, required=True, help="job directory (result.json last)")
     p.add_argument(
         "--data", nargs="*", default=[], metavar="NAME=DIR", help="prepared datasets by name"
@@ -50,12 +54,15 @@ def run_job(args: argparse.Namespace) -> int:
 
     from iterconv.families.registry import family
 
+    where = f"configuration file {args.config}" if args.config else "--config-json"
     try:
-        config = json.loads(args.config_json)
-    except json.JSONDecodeError as err:
-        raise UserError(f"--config-json is not valid JSON: {err}") from err
+        config = json.loads(args.config.read_text() if args.config else args.config_json)
+    except OSError as err:
+        raise UserError(f"cannot read {where}: {err.strerror}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{where} is not valid JSON: {err}") from err
     if not isinstance(config, dict):
-        raise UserError("--config-json must be a JSON object")
+        raise UserError(f"{where} must hold a JSON object")
     data = {}
     for item in args.data:
         name, sep, path = item.partition("=")
@@ -66,7 +73,7 @@ def run_job(args: argparse.Namespace) -> int:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     check_device_spec(args.device)
     module = family(args.family)
-    config = check_job_config(args.family, module, config)
+    config = check_job_config(args.family, module, config, where)
     device = args.device
     if "torch" in sys.modules:  # only families that train with torch pay for importing it
         import torch
@@ -81,16 +88,18 @@ def run_job(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_job_config(name: str, family: Family, config: Mapping[str, Any]) -> dict[str, Any]:
+def check_job_config(
+    name: str, family: Family, config: Mapping[str, Any], where: str = "--config-json"
+) -> dict[str, Any]:
     """``config`` checked as one job of family ``name`` (the family's typed job configuration)
     and normalised; a UserError naming the key and what is allowed otherwise."""
     if not config:
         raise UserError(
-            f"--config-json is empty: pass one {name} job's configuration (a JSON object "
+            f"{where} is empty: pass one {name} job's configuration (a JSON object "
             "as the workflow writes it; `iterconv family-run --help`)"
         )
     try:
-        return family.parse_job(config, "--config-json")
+        return family.parse_job(config, where)
     except ParamsError as err:
         raise UserError(f"not a valid {name} job: {err}") from err
 
