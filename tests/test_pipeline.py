@@ -16,7 +16,7 @@ from iterconv.pipeline.validate import validate_params
 
 
 def test_preset_sizes():
-    assert len(expand_runs(with_preset("demo"))) == 10
+    assert len(expand_runs(with_preset("demo"))) == 12
     assert len(expand_runs(with_preset("micro"))) == 5
     paper = expand_runs(with_preset("paper"))
     assert len(paper) == 1209

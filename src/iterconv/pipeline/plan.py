@@ -5,12 +5,12 @@ the estimated device-hours; then the totals and the number of jobs of each kind.
 
 FLOPs (``forward_flops``): 2 x the multiply-accumulates of every convolution and linear layer of
 the run's network (width, stages, blocks, input channels, image size, classes), by formula from
-the layout of ``iterconv.models.resnet`` (no network is built: that took most of the command's
-time); tests/test_plan.py checks it against a count with hooks on those layers of the built
-network. BatchNorm, ReLU, additions, pooling and the spectral normalisation's power iteration
-are not counted (a few percent of the convolutions; the measured throughput of ICR/PCR
-includes them). A training image costs ~3 forward passes (forward, and a backward of twice the
-forward), every epoch:
+the layout of ``iterconv.models.resnet`` and of the torchvision variants (``network_flops``; no
+network is built: that took most of the command's time); tests/test_plan.py checks it against a
+count with hooks on those layers of the built network. BatchNorm, ReLU, additions, pooling and
+the spectral normalisation's power iteration are not counted (a few percent of the convolutions;
+the measured throughput of ICR/PCR includes them). A training image costs ~3 forward passes
+(forward, and a backward of twice the forward), every epoch:
 
     train FLOPs = 3 x forward x training images x epochs   (the last partial batch is dropped)
     eval  FLOPs = forward x validation images x epochs     (one evaluation per epoch)
@@ -84,6 +84,49 @@ def forward_flops(
     return 2 * (macs + channels * num_classes)  # + the linear head
 
 
+def tv_resnet_flops(
+    width: int, stages: int, blocks: int, in_channels: int, image_size: int, num_classes: int
+) -> int:
+    """Forward FLOPs of the ``tv_resnet`` variant (iterconv.models.torchvision_nets): a 3x3
+    stem, then per stage ``blocks`` BasicBlocks of two 3x3 convs; a stage after the first
+    halves the size in its first block, which also projects its input by a strided 1x1 conv."""
+    size, channels = image_size, width
+    macs = size * size * width * in_channels * 9
+    for s in range(stages):
+        out = width * 2**s
+        if s > 0:
+            size = (size + 1) // 2
+            macs += size * size * channels * out  # the 1x1 projection
+        macs += size * size * out * channels * 9  # first conv of the first block: C -> C'
+        macs += (2 * blocks - 1) * size * size * out * out * 9
+        channels = out
+    return 2 * (macs + channels * num_classes)
+
+
+def tv_vit_flops(
+    width: int, blocks: int, in_channels: int, image_size: int, num_classes: int, patch: int = 4
+) -> int:
+    """Forward FLOPs of the ``tv_vit`` variant: the patch projection, then per encoder layer the
+    attention's q/k/v and output projections (4 d^2 per token), its scores and weighted sum
+    (2 T^2 d) and the MLP (2 x 4 d^2 per token), over T = patches + the class token; the head
+    reads the class token."""
+    patches = (image_size // patch) ** 2
+    tokens = patches + 1
+    macs = patches * in_channels * patch * patch * width
+    macs += blocks * (tokens * 12 * width * width + 2 * tokens * tokens * width)
+    return 2 * (macs + width * num_classes)
+
+
+def network_flops(cfg, in_channels: int, image_size: int, num_classes: int) -> int:
+    """Forward FLOPs of one image through the network of run configuration ``cfg``."""
+    shape = (in_channels, image_size, num_classes)
+    if cfg.variant == "tv_resnet":
+        return tv_resnet_flops(cfg.width, cfg.stages, cfg.blocks, *shape)
+    if cfg.variant == "tv_vit":
+        return tv_vit_flops(cfg.width, cfg.blocks, *shape)
+    return forward_flops(cfg.width, cfg.stages, cfg.blocks, *shape)
+
+
 # --- the runs of a preset -------------------------------------------------------------------
 
 
@@ -134,7 +177,7 @@ def run_costs(params: dict[str, Any]) -> list[RunCost]:
         cfg = run.config
         n_train, n_val, (c, size, classes) = dataset_facts(params["datasets"][cfg.dataset])
         batches = max(n_train // cfg.batch_size, 1)  # as train_epoch: drop the partial batch
-        fwd = forward_flops(cfg.width, cfg.stages, cfg.blocks, c, size, classes)
+        fwd = network_flops(cfg, c, size, classes)
         used = batches * min(cfg.batch_size, n_train)
         costs.append(RunCost(rid, run.sweep, cfg.epochs, used, n_val, fwd, cfg, (c, size, classes)))
     return costs
@@ -161,7 +204,7 @@ def measured_rate(rows: Iterable[dict], cfg, path: str, c: int, size: int, class
         basis.append("standard's rate" + (f" / {factor:g} (step cost)" if factor != 1 else ""))
     if not same:
         return None
-    target = forward_flops(cfg.width, cfg.stages, cfg.blocks, c, size, classes)
+    target = network_flops(cfg, c, size, classes)
     exact = [r for r in same if r["width"] == cfg.width]
     row = exact[0] if exact else min(same, key=lambda r: abs(r["width"] - cfg.width))
     source = forward_flops(row["width"], row["stages"], row["blocks"], *BENCH_SHAPE)
