@@ -1,4 +1,4 @@
-"""The implicit residual layer (seed 002) and the ``implicit`` experiment family."""
+"""The implicit residual layer (Reshniak & Webster 2019) and the ``implicit`` experiment family."""
 
 import json
 import math
@@ -391,7 +391,7 @@ def test_collect_figures_and_claims_on_micro(micro_tables):
     assert set(verdicts.values()) <= {SUPPORTED, CONTRADICTED, INCONCLUSIVE, NO_DATA}
     assert verdicts["fn_explicit_best_train_shallow"] != NO_DATA  # 2 seeds per group
     assert verdicts["sp_noise_training_more_robust"] == NO_DATA  # one seed per group
-    assert all(c.paper_reference.startswith("seed 002") for c in results)
+    assert all(c.paper_reference.startswith("Reshniak & Webster 2019") for c in results)
 
 
 def test_failed_solves_are_counted_and_kept_out_of_the_measures(tmp_path):

@@ -143,7 +143,7 @@ def test_job_counts_and_totals_of_the_presets(capsys):
     paper = plan(with_preset("paper"), args(device="no-such-gpu"))
     assert paper["runs"] == 1209 and paper["jobs"]["compute_indices"] == 1209
     # cifar10, cifar10_2048, cifar100, mnist and the 7 Digitclutter sets
-    assert paper["jobs"]["prepare_dataset"] == 12  # with Fashion-MNIST (seed 003)
+    assert paper["jobs"]["prepare_dataset"] == 12  # with Fashion-MNIST (the VAN paper)
     assert paper["device_hours"] > 0
     out = capsys.readouterr().out
     assert "ASSUMED" in out and "no device 'no-such-gpu'" in out  # said to be an assumption

@@ -1,4 +1,4 @@
-"""Family ``shortcut`` (seed 004): the population loss, GD, and the family contract."""
+"""Family ``shortcut`` (Liu et al. 2019): the population loss, GD, and the family contract."""
 
 from __future__ import annotations
 

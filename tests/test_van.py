@@ -298,7 +298,9 @@ def test_run_collect_figures_claims(tmp_path, capsys):
     ids = [c.id for c in results_]
     assert len(set(ids)) == len(ids) == 5
     verdicts = {SUPPORTED, CONTRADICTED, INCONCLUSIVE, NO_DATA, NOT_REPRODUCIBLE}
-    assert all(c.verdict in verdicts and c.paper_reference.startswith("seed 003") for c in results_)
+    assert all(
+        c.verdict in verdicts and c.paper_reference.startswith("the VAN paper") for c in results_
+    )
     by_id = {c.id: c for c in results_}
     assert by_id["van_beats_plain"].verdict != NO_DATA and by_id["van_beats_plain"].n["strata"] == 2
 

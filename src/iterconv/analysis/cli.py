@@ -1,4 +1,5 @@
-"""``iterconv indices``, ``iterconv epc`` and ``iterconv toy``: the analyses of trained runs."""
+"""``iterconv indices`` (with the effective parameter count) and ``iterconv toy``: the analyses
+of trained runs."""
 
 from __future__ import annotations
 
@@ -46,11 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=int, default=0, help="first N validation images (0: all)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     p.set_defaults(handler=run_indices)
-
-    p = sub.add_parser("epc", help="effective parameter count of a run (appendix C.1)")
-    p.add_argument("--run", type=Path, required=True, help="run directory containing best.pt")
-    p.add_argument("--out", type=Path, required=True, help="output JSON file")
-    p.set_defaults(handler=run_epc)
 
     p = sub.add_parser(
         "toy",
@@ -169,21 +165,6 @@ def check_run_dataset(
             f"run {run} was trained on {shape(*want)}, but --data {path} holds "
             f"{shape(*have)}: pass the run's prepared dataset"
         )
-
-
-def run_epc(args: argparse.Namespace) -> int:
-    from iterconv.analysis.epc import effective_parameter_count
-    from iterconv.io import write_json
-    from iterconv.train.checkpoint import load_run_model
-
-    model, config = load_run_model(_checkpoint(args.run), "cpu")
-    epc = effective_parameter_count(model, config.get("couple_from", 0))
-    result = {"run": args.run.name, **epc}
-    try:
-        write_json(args.out, result)
-    except OSError as err:
-        raise UserError(f"cannot write {args.out}: {err.strerror}") from err
-    return 0
 
 
 def run_toy(args: argparse.Namespace) -> int:

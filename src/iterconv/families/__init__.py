@@ -5,9 +5,9 @@ implementing :class:`iterconv.families.registry.Family` with its typed configura
 # The table of families, name -> module; importing this package stays cheap (the command line
 # lists the names).
 FAMILY_MODULES = {
-    "implicit": "iterconv.families.implicit",  # seed 002: implicit residual networks
-    "van": "iterconv.families.van",  # seed 003: phasing out skip-connections
-    "shortcut": "iterconv.families.shortcut",  # seed 004: two-layer ResNet teacher-student
+    "implicit": "iterconv.families.implicit",  # Reshniak & Webster 2019: implicit residual networks
+    "van": "iterconv.families.van",  # the VAN paper: phasing out skip-connections
+    "shortcut": "iterconv.families.shortcut",  # Liu et al. 2019: two-layer ResNet teacher-student
 }
 # Version of each family's job results: bump it when a change of the family's code changes what
 # its jobs compute, so that they are run again under new addresses (docs/pipeline.md).

@@ -1,4 +1,4 @@
-"""Family ``implicit``: the examples of seed 002 (Reshniak & Webster 2019), docs/implicit.md.
+"""Family ``implicit``: the examples of Reshniak & Webster 2019, docs/implicit.md.
 
 Two synthetic examples with the fully connected :class:`~iterconv.models.implicit.ImplicitResNet`
 (``dz/dt = relu(W(t) z + b(t))`` discretised by the theta-method, theta = 0 the explicit ResNet):
@@ -592,7 +592,9 @@ ACCURACY_LOSS = 0.02  # accuracy the noise-trained networks may lose and still c
 
 
 def _claim(id_: str, claim: str, ref: str, note: str) -> ClaimResult:
-    return ClaimResult(id=id_, claim=claim, paper_reference=f"seed 002, {ref}", note=note)
+    return ClaimResult(
+        id=id_, claim=claim, paper_reference=f"Reshniak & Webster 2019, {ref}", note=note
+    )
 
 
 def _depth_groups(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:

@@ -1,6 +1,6 @@
 """Family ``shortcut``: GD on a two-layer convolutional ResNet teacher-student problem.
 
-Liu, Chen, Zhou, Du, Zhou & Zhao (2019), seed 004: Table 1 (success rate of population GD
+Liu, Chen, Zhou, Du, Zhou & Zhao (2019): Table 1 (success rate of population GD
 over many random initialisations, per number of patches k, for the ResNet with step-size
 warm-up, without it, and the plain CNN of Du et al. 2017) and Figure 5 (one solution path
 with and without warm-up from the same initialisation). The model is
@@ -430,7 +430,7 @@ def _ssw_always(success: pd.DataFrame, rng: np.random.Generator) -> ClaimResult:
         id="shortcut_ssw_always",
         claim="GD with step-size warm-up on the ResNet converges to the global optimum in all "
         f"simulations (success rate 1 for every k; checked as >= {ALWAYS:g}).",
-        paper_reference="seed 004, sec. 4, table 1 (row 1), theorem 2",
+        paper_reference="Liu et al. 2019, sec. 4, table 1 (row 1), theorem 2",
     )
     counts = _counts(success, "ssw")
     base.n = {"ks": len(counts)}
@@ -446,7 +446,7 @@ def _plain_improves_with_k(success: pd.DataFrame, rng: np.random.Generator) -> C
         id="shortcut_plain_k_trend",
         claim="Without warm-up the failure probability diminishes as the dimension k grows "
         "(success rate at the largest k exceeds that at the smallest).",
-        paper_reference="seed 004, sec. 4, table 1 (row 2)",
+        paper_reference="Liu et al. 2019, sec. 4, table 1 (row 2)",
     )
     counts = _counts(success, "plain").sort_index()
     if len(counts) < 2:
@@ -469,7 +469,7 @@ def _paths_claim(paths: pd.DataFrame) -> ClaimResult:
         id="shortcut_paths",
         claim="From the same initialisation, GD with warm-up converges to the global optimum "
         "while GD without it converges to the spurious optimum (phi -> pi, a -> a_bar).",
-        paper_reference="seed 004, sec. 4, fig. 5",
+        paper_reference="Liu et al. 2019, sec. 4, fig. 5",
     )
     last = {}
     if not paths.empty:
@@ -538,7 +538,7 @@ def _table_claims(success: pd.DataFrame, rng: np.random.Generator) -> list[Claim
                 id="shortcut_ssw_beats_plain",
                 claim="Without warm-up GD can be trapped by the spurious optimum: its success "
                 "rate is below that with warm-up (mean difference over k > 0).",
-                paper_reference="seed 004, sec. 4, table 1 (rows 1-2)",
+                paper_reference="Liu et al. 2019, sec. 4, table 1 (rows 1-2)",
             ),
             _counts(success, "ssw"),
             _counts(success, "plain"),
@@ -552,7 +552,7 @@ def _table_claims(success: pd.DataFrame, rng: np.random.Generator) -> list[Claim
                 id="shortcut_resnet_beats_cnn",
                 claim="The plain CNN student of Du et al. (2017) is trapped with constant "
                 "probability: its success rate is below the ResNet's with warm-up.",
-                paper_reference="seed 004, sec. 4, table 1 (rows 1 and 3)",
+                paper_reference="Liu et al. 2019, sec. 4, table 1 (rows 1 and 3)",
             ),
             _counts(success, "ssw"),
             _counts(success, "cnn"),

@@ -1,4 +1,4 @@
-"""Family ``van``: the depth sweep of section 4.1 of seed 003 (phasing out skip-connections).
+"""Family ``van``: the depth sweep of section 4.1 of the VAN paper (phasing out skip-connections).
 
 Thin fully connected networks (:class:`iterconv.models.van.FCNet`) of l = ``depths`` hidden
 layers, architectures plain / resnet / van / van_free (VAN with lambda = 0), trained on
@@ -50,7 +50,7 @@ from iterconv.report.engine import (
 )
 
 NAME = "van"
-TITLE = "Phasing out skip-connections: Variable Activation Networks (seed 003)"
+TITLE = "Phasing out skip-connections: Variable Activation Networks (the VAN paper)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,13 +111,13 @@ CONFIG = VanConfig  # the family's section of a preset
 FIGURES = {
     "van_depth": (
         "Held-out accuracy after training against the number of hidden layers, per "
-        "architecture (mean over seeds, bars: min to max), as in seed 003, fig. 1.",
+        "architecture (mean over seeds, bars: min to max), as in the VAN paper, fig. 1.",
         van_figures.depth_figure,
     ),
     "van_curves": (
         "Training (dashed) and held-out (solid) error per epoch of plain and VAN networks at "
         "the deepest depth run, with VAN's mean alpha residual (gold, right axis), as in "
-        "seed 003, fig. 2 (right), in the fully connected setting.",
+        "the VAN paper, fig. 2 (right), in the fully connected setting.",
         van_figures.curves_figure,
     ),
 }
@@ -356,7 +356,7 @@ def collect(results: dict[str, dict]) -> dict[str, pd.DataFrame]:
 SHALLOW_MAX = 10  # the paper: plain networks degrade "once the depth exceeds ~10 layers"
 COMPETITIVE_TOL = 0.01  # "competitive", "no pronounced degradation": within 1 point of accuracy
 REMOVED_TOL = 1e-3  # mean alpha residual below which the skip-connections count as removed
-REF = "seed 003, sec. 4.1, fig. 1"
+REF = "the VAN paper, sec. 4.1, fig. 1"
 
 
 def _depth_pair(df: pd.DataFrame) -> tuple[int, int] | None:
@@ -510,7 +510,7 @@ def _skips_removed(final: pd.DataFrame, rng: np.random.Generator) -> ClaimResult
         id="van_skips_removed",
         claim="The Lagrange multipliers phase the skip-connections out: at the end of training "
         f"the mean alpha residual of VAN networks is below {REMOVED_TOL:g}.",
-        paper_reference="seed 003, sec. 3 and fig. 2 (right)",
+        paper_reference="the VAN paper, sec. 3 and fig. 2 (right)",
         note="One value per VAN run: its final mean alpha residual.",
     )
     van = final[final["arch"] == "van"]

@@ -7,7 +7,7 @@ weights that minimise the linearised residual). Both stop when the fixed-point r
 ``max |g(y) - y|`` is within an absolute tolerance, and both report it per sample (dim 0).
 :class:`SolverSettings` defaults to ``picard``, so that callers that do not choose (the
 convolutional blocks of :mod:`iterconv.models.resnet`) keep the paper's iteration; the examples
-of seed 002 choose ``anderson`` (docs/implicit.md says why).
+of Reshniak & Webster 2019 choose ``anderson`` (docs/implicit.md says why).
 
 Backward: the adjoint system ``(I - theta J)^T v = g`` of implicit differentiation, written as
 the fixed point ``v = g + theta J^T v`` of a linear map and solved by the same two methods

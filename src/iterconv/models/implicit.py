@@ -1,4 +1,4 @@
-"""Implicit residual layers (seed 002, Reshniak & Webster 2019, "Robust learning with implicit
+"""Implicit residual layers (Reshniak & Webster 2019, "Robust learning with implicit
 residual networks").
 
 The layer (eq. 7), a theta-method step of the ODE ``dx/dt = f(x)`` (theta = 0: forward Euler,

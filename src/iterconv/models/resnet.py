@@ -24,7 +24,7 @@ and, to measure the indices on the related papers' architectures (docs/science.m
     van       z_{k+1} = f(z_k) + (1 - alpha_k) * z_k          Variable Activation Network (seed
               003): alpha per neuron in [0, 1], driven to 1 by Lagrange multipliers in training
     implicit  z_{k+1} = z_k + (1-theta) f(z_k) + theta f(z_{k+1})   implicit residual layer
-              (seed 002), solved by fixed-point iteration
+              (Reshniak & Webster 2019), solved by fixed-point iteration
 
 Downsampling blocks are ordinary (never normalised, never perturbed by the analyses).
 Every stage exposes ``run(x, order)`` so analyses can read out early, drop a block or repeat
@@ -48,8 +48,9 @@ from iterconv.models.van import SkipGate
 NORMALISED = ("icr", "pcr")  # variants whose residual function is spectrally normalised
 
 # Solver of the implicit variant's blocks: looser than the solver's defaults (1e-5, 100
-# iterations), which suit the small fully connected networks of seed 002; activations of a
-# BN-normalised conv block are O(1), so 1e-4 is well below what changes a prediction.
+# iterations), which suit the small fully connected networks of Reshniak & Webster 2019;
+# activations of a BN-normalised conv block are O(1), so 1e-4 is well below what changes a
+# prediction.
 BLOCK_SOLVER = SolverSettings(tol=1e-4, max_iter=30, backward_tol=1e-4, backward_max_iter=30)
 
 

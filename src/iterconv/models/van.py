@@ -1,4 +1,4 @@
-"""Variable Activation Networks (seed 003, "Avoiding degradation in deep feed-forward networks
+"""Variable Activation Networks (the VAN paper, "Avoiding degradation in deep feed-forward networks
 by phasing out skip-connections", ICLR 2018 submission).
 
 A VAN block gates its skip-connection per neuron (eq. 4)::

@@ -96,8 +96,8 @@ def load_params(path: Path, preset: str | None = None) -> dict:
 
 
 def check_params(args: argparse.Namespace) -> int:
-    from iterconv.pipeline.units import expand_families
     from iterconv.pipeline.grid import expand_runs
+    from iterconv.pipeline.units import expand_families
 
     params = load_params(args.params, args.preset)
     families = "".join(

@@ -392,7 +392,7 @@ def variant_claims(runs: pd.DataFrame, ds: str) -> list[Entry]:
         high, low = _column_is("variant", "standard"), _column_is("variant", variant)
         if direction == "above":
             high, low = low, high
-        claim = _claim(id_, text, "beyond the papers (seeds 002, 003)")
+        claim = _claim(id_, text, "beyond the papers (Reshniak & Webster 2019; the VAN paper)")
         needs = {
             f"{_variant_runs(variant)} at lambda = 0 (non-rec.)": select(df, variant=variant),
             ORDINARY_RUNS: select(df, variant="standard"),

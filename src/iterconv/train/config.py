@@ -53,7 +53,7 @@ class RunConfig:
     mu: float = 0.95  # Lipschitz bound for icr/pcr
     theta: float = 0.5  # implicit variant: y = z + (1-theta) f(z) + theta f(y)
     multiplier_init: float = -1.0  # van: initial Lagrange multipliers (0 with step 0: VAN lambda=0)
-    multiplier_step: float = 0.1  # van: multiplier step as a fraction of the lr (seed 003: 1/10)
+    multiplier_step: float = 0.1  # van: multiplier step, a fraction of the lr (the VAN paper: 1/10)
     init: str = "nonrecurrent"  # recurrent | nonrecurrent
     bn_gamma: float = 1.0  # initial BN scale
     coupling: float = 0.0  # soft gradient coupling lambda in [0, 1]

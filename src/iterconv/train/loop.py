@@ -170,7 +170,7 @@ def build_coupler(model: nn.Module, cfg: RunConfig) -> GradientCoupler:
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.SGD:
-    """SGD with momentum on the weights; VAN's alphas take plain gradient steps (seed 003,
+    """SGD with momentum on the weights; VAN's alphas take plain gradient steps (the VAN paper,
     eq. 7: no momentum) and no weight decay (decay would pull them towards 0, against the
     constraint alpha = 1)."""
     gates = {id(p) for p in gate_parameters(model)}
@@ -292,7 +292,7 @@ def train_epoch(
         loss.backward()
         coupler()  # soft gradient coupling between backward and step
         if van:
-            add_multiplier_gradients(model)  # d(Lagrangian)/d alpha (seed 003, eq. 7)
+            add_multiplier_gradients(model)  # d(Lagrangian)/d alpha (the VAN paper, eq. 7)
         optimizer.step()
         if van:  # clip alpha to [0, 1], multiplier ascent (eq. 8) at a fraction of the SGD step
             update_multipliers(model, cfg.multiplier_step * optimizer.param_groups[0]["lr"])
