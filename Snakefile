@@ -36,6 +36,7 @@ localrules:
     collect_family_tables,
     check_claims,
     plot_figure,
+    report_pages,
 
 
 include: "workflow/rules/common.smk"
@@ -50,3 +51,4 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+        rules.report_pages.output,

@@ -22,6 +22,7 @@ from iterconv.figures.registry import (
     interval_text,
 )
 from iterconv.figures.style import integer_ticks, log_axes, mean_ci95
+from iterconv.pipeline.targets import REPORT_CATEGORIES, report_category, report_subcategory
 from iterconv.results import coupling_label, coupling_order, load_tables
 
 PAPER_ORDER = ["0 (non-rec.)", "0 (rec.)", "0.5 (rec.)", "0.9 (rec.)", "1 (rec.)"]
@@ -213,3 +214,15 @@ def test_report_pages_need_the_claims(full, tmp_path, capsys):
     args += ["--claims-out", str(tmp_path / "c.html"), "--tables-out", str(tmp_path / "t.html")]
     assert main(["report-pages", *args]) == 2
     assert "iterconv claims" in capsys.readouterr().err
+
+
+def test_report_groups_the_figures_as_the_paper():
+    assert report_category("fig3") == REPORT_CATEGORIES["main"]
+    assert report_category("figS2") == report_category("fig7") == REPORT_CATEGORIES["supplementary"]
+    assert report_category("fig_variants") == REPORT_CATEGORIES["beyond"]
+    assert report_category("implicit_function", "implicit") == REPORT_CATEGORIES["related"]
+    assert report_category("fig_van_depth") == REPORT_CATEGORIES["related"]
+    assert report_subcategory("fig_van_depth") == report_subcategory("van_depth", "van")
+    assert report_subcategory("fig3") is None
+    order = list(REPORT_CATEGORIES.values())
+    assert order == sorted(order)  # Snakemake lists the categories by name

@@ -97,7 +97,11 @@ def test_tables_take_epc_and_indices_from_the_json(grid, trained, capsys):
     curves = pd.read_csv(root / "tables" / "curves.csv")
     assert len(curves) == 2 * 2 * (2 + 2 + 2)  # runs x stages x (readout B + dropout B + J)
     summary = json.loads((root / "summary.json").read_text())
-    assert summary["all"]["runs"] == 2 and len(summary["groups"]) == 2
+    assert summary["runs"] == 2 and summary["best_val_error"] <= summary["val_error"]
+    groups = [k for k in summary if "/" in k]
+    assert groups == ["synthetic/standard"]  # one group per dataset and block type
+    group = summary["synthetic/standard"]
+    assert group == {k: summary[k] for k in ("runs", "val_error", "CI", "DI")}
     assert "collected 2 runs" in capsys.readouterr().out
 
 

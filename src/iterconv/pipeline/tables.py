@@ -244,16 +244,19 @@ def collect(
 
 
 def summary(runs: pd.DataFrame) -> dict:
-    """The grid's aggregated metrics (one file for DVC): overall and per variant/coupling."""
+    """Headline metrics of the grid for DVC (``dvc metrics show``, ``dvc exp show``), to 4
+    decimals (null when no run has the value): the run count, mean and best validation error
+    and mean Convergence and Divergence Index of all runs, and per ``<dataset>/<block type>``
+    the run count, mean validation error, CI and DI."""
 
-    def stats(df: pd.DataFrame) -> dict:
-        out = {"runs": len(df), "val_error": df["val_error"].mean()}
-        out.update({k: df[k].mean() for k in ("CI", "RI", "DI")})
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+    def value(df: pd.DataFrame, column: str, how: str) -> float | None:
+        x = df[column].agg(how) if column in df else math.nan
+        return None if pd.isna(x) else round(float(x), 4)
 
-    groups = {}
-    for (dataset, variant, init, coupling), df in runs.groupby(
-        ["dataset", "variant", "init", "coupling"], sort=True
-    ):
-        groups[f"{dataset}/{variant}/{init}/{coupling:g}"] = stats(df)
-    return {"all": stats(runs), "groups": groups}
+    def headline(df: pd.DataFrame) -> dict[str, Any]:
+        means = {k: value(df, k, "mean") for k in ("val_error", "CI", "DI")}
+        return {"runs": len(df), **means}
+
+    overall = headline(runs) | {"best_val_error": value(runs, "val_error", "min")}
+    groups = runs.groupby(["dataset", "variant"], sort=True)
+    return overall | {f"{ds}/{variant}": headline(df) for (ds, variant), df in groups}

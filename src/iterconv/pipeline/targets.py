@@ -45,3 +45,39 @@ def figure_caption(name: str, runs: dict[str, Run]) -> str:
     from iterconv.figures.registry import caption
 
     return caption(name, run_table(runs))
+
+
+# The report's categories (Snakemake sorts them by name, hence the numbers).
+REPORT_CATEGORIES = {
+    "claims": "1. Claims",
+    "tables": "2. Tables",
+    "main": "3. Main figures",
+    "supplementary": "4. Supplementary and appendix figures",
+    "related": "5. Related papers",
+    "beyond": "6. Beyond the paper",
+}
+
+
+def _figure_group(name: str, family: str | None) -> tuple[str, str | None]:
+    """(group, family of its paper) of figure ``name``; ``family``: the experiment family that
+    draws it, for a family's figure."""
+    if family is not None:
+        return "related", family
+    from iterconv.figures.registry import FIGURES
+
+    return FIGURES[name].group, FIGURES[name].related_family
+
+
+def report_category(name: str, family: str | None = None) -> str:
+    """The report's category of figure ``name``: grouped as the paper is."""
+    return REPORT_CATEGORIES[_figure_group(name, family)[0]]
+
+
+def report_subcategory(name: str, family: str | None = None) -> str | None:
+    """The report's subcategory of figure ``name``: a related paper's title, else none."""
+    family = _figure_group(name, family)[1]
+    if family is None:
+        return None
+    from iterconv.families.registry import family as family_module
+
+    return family_module(family).TITLE
