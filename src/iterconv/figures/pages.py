@@ -18,6 +18,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
 th { background: #f0f0f0; position: sticky; top: 0; }
 .scroll { max-height: 32em; overflow: auto; border: 1px solid #ddd; }
+.scroll td, .scroll th { white-space: nowrap; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 # Tables shown in full; the others (one row per step or epoch) are summarised and drawn by the

@@ -163,7 +163,7 @@ def _label_log_axis(axis: Axis, lo: float, hi: float) -> None:
     if len(ticks) < 2:
         ticks = [t for t in MaxNLocator(nbins=3).tick_values(lo, hi) if lo <= t <= hi]
     axis.set_major_locator(FixedLocator(ticks))
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
 
 
 def log_axes(ax: Axes, x: bool = False, y: bool = False) -> Axes:
