@@ -76,7 +76,7 @@ def speed_flags():
 
 
 def dataset_manifest(address):
-    return f"results/data/{address}/manifest.json"
+    return rules.prepare_dataset.output.manifest.format(dataset=address)
 
 
 def ancient_all(paths):
@@ -89,9 +89,9 @@ def run_dataset(wildcards):
     return ancient(dataset_manifest(RUNS[wildcards.run].data))
 
 
-def prepare_command(wildcards):
+def prepare_command(wildcards, output):
     ds = DATASETS[wildcards.dataset]
-    out = f"results/data/{ds.address}"
+    out = os.path.dirname(output.manifest)
     return shlex.join(dataset_command(ds.name, ds.spec, out, config))
 
 
