@@ -147,6 +147,7 @@ DATASET_NAMES = {
     "digits4_8192": "Digitclutter-4 (8192 samples)",
     "demo_digits": "Digitclutter demo",
     "micro_digits": "Digitclutter micro",
+    "small_digits": "Digitclutter-2 (3072 samples)",
 }
 
 
