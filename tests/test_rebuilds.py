@@ -7,6 +7,7 @@ import copy
 import hashlib
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -186,50 +187,89 @@ def git_dvc_repo(work: Path) -> None:
     sh(work, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "workflow")
 
 
-def test_dvc_clone_and_preset_choice(work, tmp_path):
-    git_dvc_repo(work)
-    first = sh(work, "dvc", "repro")
-    assert first.count("Nothing to be done") == 4
-    assert "up to date" in sh(work, "dvc", "status")
-    modified = [line for line in sh(work, "git", "status", "--porcelain").splitlines()]
-    assert modified == ["?? dvc.lock"], modified
+@dataclass(frozen=True)
+class DvcRepo:
+    path: Path
+    repro: str  # the output of the first `dvc repro`
+    status: str  # `dvc status` and `git status --porcelain` right after it
+    porcelain: list[str]
 
-    # a fresh clone with the results pulled: nothing to do, without --touch
-    sh(work, "dvc", "remote", "add", "-d", "store", str(tmp_path / "store"))
+
+@pytest.fixture(scope="module")
+def dvc_repo(built: Path, tmp_path_factory) -> DvcRepo:
+    """The finished build as a git + DVC repository after its first ``dvc repro``."""
+    work = tmp_path_factory.mktemp("dvc") / "work"
+    shutil.copytree(built, work, symlinks=True)
+    git_dvc_repo(work)
+    repro = sh(work, "dvc", "repro")
+    porcelain = sh(work, "git", "status", "--porcelain").splitlines()
+    return DvcRepo(work, repro, sh(work, "dvc", "status"), porcelain)
+
+
+@pytest.fixture(scope="module")
+def clone(dvc_repo: DvcRepo, tmp_path_factory) -> Path:
+    """A git clone of the DVC repository with its results pushed to a remote and pulled back."""
+    work = dvc_repo.path
+    root = tmp_path_factory.mktemp("clone")
+    sh(work, "dvc", "remote", "add", "-d", "store", str(root / "store"))
     sh(work, "dvc", "push", "-q")
     sh(work, "git", "add", "-A")
     sh(work, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "build")
-    clone = tmp_path / "clone"
-    sh(tmp_path, "git", "clone", "-q", str(work), str(clone))
-    sh(clone, "dvc", "pull", "-q")
+    sh(root, "git", "clone", "-q", str(work), str(root / "clone"))
+    sh(root / "clone", "dvc", "pull", "-q")
+    return root / "clone"
+
+
+def test_dvc_repro_after_a_snakemake_build_has_nothing_to_do(dvc_repo):
+    assert dvc_repo.repro.count("Nothing to be done") == 4
+    assert "up to date" in dvc_repo.status
+    assert dvc_repo.porcelain == ["?? dvc.lock"], dvc_repo.porcelain
+
+
+def test_pulled_clone_has_nothing_to_do_without_touch(clone):
     assert "Nothing to be done" in sh(clone, sys.executable, "-m", "snakemake", "-n")
 
-    # each kind of edit schedules exactly its own jobs
-    def expect(change, jobs: dict[str, int]) -> None:
-        text = edit(clone, change)
-        plan = dry_run(clone)
-        assert {k: plan.get(k, 0) for k in WORK_JOBS} == {k: jobs.get(k, 0) for k in WORK_JOBS}
-        (clone / "params.yaml").write_text(text)
 
+def planned_work(work: Path, change) -> dict[str, int]:
+    """The work jobs that ``change(params)`` schedules in ``work`` (params.yaml restored)."""
+    text = edit(work, change)
+    try:
+        plan = dry_run(work)
+    finally:
+        (work / "params.yaml").write_text(text)
+    return {k: plan[k] for k in WORK_JOBS if plan.get(k)}
+
+
+def test_width_edit_schedules_the_sweeps_runs(clone):
     def width(p):
         p["presets"]["micro"]["sweeps"][0]["fixed"]["width"] = 5
 
+    assert planned_work(clone, width) == {"train_run": 4, "compute_indices": 4}
+
+
+def test_trials_edit_schedules_only_the_jobs_that_use_trials(clone):
     def trials(p):
         p["presets"]["micro"]["families"]["shortcut"]["trials"] = 50
 
-    expect(width, {"train_run": 4, "compute_indices": 4})
     before = shortcut_jobs(clone)
     text = edit(clone, trials)
     changed = shortcut_jobs(clone) - before  # the Figure 5 path jobs do not use `trials`
     (clone / "params.yaml").write_text(text)
     assert 0 < len(changed) < len(before)
-    expect(trials, {"run_family_job": len(changed)})
-    expect(
-        lambda p: p["datasets"]["micro_digits"].update(n_train=200),
-        {"prepare_dataset": 1, "train_run": 5, "compute_indices": 5},
-    )
+    assert planned_work(clone, trials) == {"run_family_job": len(changed)}
 
-    # choosing a preset through DVC changes only that value; a mistyped key writes nothing
+
+def test_dataset_edit_schedules_the_dataset_and_its_runs(clone):
+    def n_train(p):
+        p["datasets"]["micro_digits"].update(n_train=200)
+
+    plan = planned_work(clone, n_train)
+    assert plan == {"prepare_dataset": 1, "train_run": 5, "compute_indices": 5}
+
+
+def test_dvc_chooses_the_preset_and_refuses_a_mistyped_key(dvc_repo, tmp_path):
+    work = tmp_path / "work"  # a private copy: the experiment builds micro_b
+    shutil.copytree(dvc_repo.path, work, symlinks=True)
     params, choice = (work / "params.yaml").read_bytes(), (work / "preset.yaml").read_text()
     sh(work, "dvc", "exp", "run", "-S", "preset.yaml:preset=micro_b")
     assert (work / "params.yaml").read_bytes() == params
