@@ -33,6 +33,7 @@ from iterconv.train.loop import (
     stop_on_sigterm,
     train_run,
 )
+from iterconv.train.progress import parse_epoch_line
 
 CONFIG = dict(
     dataset="tiny",
@@ -116,9 +117,9 @@ def epoch_seconds_of_session(log: Path, alive, timeout: float = 120) -> float | 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if log.exists():
-            found = re.search(r"^epoch \d+/\d+ .*\(([\d.]+)s\)$", log.read_text(), re.M)
-            if found:
-                return float(found.group(1))
+            epochs = filter(None, map(parse_epoch_line, log.read_text().splitlines()))
+            if first := next(epochs, None):
+                return first.seconds
         if not alive():
             return None
         time.sleep(0.005)
