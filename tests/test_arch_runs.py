@@ -4,6 +4,7 @@ back to the bit, and the per-run analysis gives the adapter's indices."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from params_helpers import with_preset
@@ -201,8 +202,8 @@ def test_fig_variants_puts_the_architectures_after_the_papers_networks(monkeypat
 
     from iterconv.figures import variants
 
-    # a label map with the torchvision variants in any place
-    labels = {"tv_resnet": "ResNet (tv)", **variants.VARIANT_NAMES, "tv_vit": "ViT (tv)"}
+    # the label map with a torchvision variant first: the plot orders them last anyway
+    labels = {"tv_resnet": variants.VARIANT_NAMES["tv_resnet"], **variants.VARIANT_NAMES}
     monkeypatch.setattr(variants, "VARIANT_NAMES", labels)
     runs = pd.DataFrame(
         [
@@ -213,10 +214,30 @@ def test_fig_variants_puts_the_architectures_after_the_papers_networks(monkeypat
     )
     ax = variants.plot_by_variant(runs, "CI")
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks == ["ResNet", "plain", "ResNet (tv)", "ViT (tv)"]
+    assert ticks == ["ResNet", "plain", "tv ResNet", "tv ViT"]
     dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
     assert len(dotted) == 1 and list(dotted[0].get_xdata()) == [1.5, 1.5]
     assert ax.get_xlabel() == "Block type or architecture"
     plain = variants.plot_by_variant(runs[~runs["variant"].str.startswith("tv_")], "CI")
     assert plain.get_xlabel() == "Block type"
     assert not [line for line in plain.get_lines() if line.get_linestyle() == ":"]
+
+
+def test_the_architectures_enter_fig_variants():
+    from fake_tables import fake_tables
+
+    from iterconv.figures.registry import FIGURES
+    from iterconv.models import TORCHVISION_VARIANTS
+    from iterconv.results import OTHER_ARCHITECTURES, main_dataset, variant_runs
+
+    runs = fake_tables(preset="demo", seeds=1)["runs"]
+    ds = main_dataset(runs)
+    base = runs[(runs["dataset"] == ds) & (runs["variant"] == "standard")].iloc[[0]]
+    base = base.assign(coupling=0.0, init="nonrecurrent")
+    tv = base.assign(variant="tv_resnet", run_id="tv")
+    vit = base.assign(variant="tv_vit", run_id="vit", stages=1, blocks=4, width=32)
+    only_tv = pd.concat([base, tv, vit], ignore_index=True)
+    assert set(variant_runs(only_tv, ds)["variant"]) == {"standard", "tv_resnet", "tv_vit"}
+    assert OTHER_ARCHITECTURES == TORCHVISION_VARIANTS
+    assert FIGURES["fig_variants"].available(only_tv)
+    assert not FIGURES["fig_variants"].available(base)

@@ -193,11 +193,18 @@ VARIANT_NAMES = {
     "plain": "plain",
     "van": "VAN",
     "implicit": "implicit",
+    "tv_resnet": "tv ResNet",  # torchvision's architectures
+    "tv_vit": "tv ViT",
 }
+# Architectures other than the paper's network (iterconv.models.TORCHVISION_VARIANTS, named here
+# so that this module imports nothing of the project; a test keeps the two equal).
+OTHER_ARCHITECTURES = ("tv_resnet", "tv_vit")
 
 
 def variant_runs(runs: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
     """Uncoupled, non-recurrently initialised runs of ``dataset`` without training variations:
     the block types compared as their papers train them."""
-    df = ordinary_training(select(runs, dataset=dataset, coupling=0.0, init="nonrecurrent"))
+    df = select(runs, dataset=dataset, coupling=0.0, init="nonrecurrent")
+    other = df["variant"].isin(OTHER_ARCHITECTURES)  # their own shapes: not the main architecture
+    df = pd.concat([ordinary_training(df[~other]), df[other]])
     return df[df["variant"].isin(list(VARIANT_NAMES))]

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from iterconv.figures import compose, variants
+from iterconv.models import TORCHVISION_VARIANTS
 from iterconv.results import (
     RELATED_VARIANTS,
     VARIANT_NAMES,
@@ -70,7 +71,9 @@ def interval_text(runs: pd.DataFrame, marks: str = "bars") -> str:
 def block_types(runs: pd.DataFrame) -> str:
     """The block types of the variants figure, in its order (e.g. ``ResNet, plain, VAN``)."""
     present = set(variant_runs(runs, main_dataset(runs)).get("variant", []))
-    return ", ".join(name for v, name in VARIANT_NAMES.items() if v in present) or "none"
+    names = ", ".join(name for v, name in VARIANT_NAMES.items() if v in present) or "none"
+    tv = present & set(TORCHVISION_VARIANTS)
+    return f"{names}; tv: torchvision's architectures" if tv else names
 
 
 def caption_context(runs: pd.DataFrame) -> dict[str, str]:
@@ -257,10 +260,10 @@ FIGURES: dict[str, FigureSpec] = {
             lambda runs: (
                 not select(
                     variant_runs(runs, main_dataset(runs)),
-                    variant=list(RELATED_VARIANTS),
+                    variant=[*RELATED_VARIANTS, *TORCHVISION_VARIANTS],
                 ).empty
             ),
-            "plain, VAN or implicit runs",
+            "plain, VAN, implicit or torchvision runs",
             group="beyond",
         ),
         FigureSpec(
