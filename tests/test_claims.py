@@ -49,6 +49,7 @@ VARIATION_CLAIMS = [
 ]
 PCR_CLAIMS = ["pcr_di_near_zero", "pcr_raises_error", "pcr_worse_than_icr"]
 VARIANT_CLAIMS = ["plain_ri_below_resnet", "van_ri_below_resnet", "implicit_ci_above_resnet"]
+ARCHITECTURE_CLAIMS = ["tv_resnet_diverges", "tv_vit_diverges"]  # the fake tables train none
 
 
 def _results(runs: pd.DataFrame, stages: pd.DataFrame) -> dict[str, ClaimResult]:
@@ -100,7 +101,8 @@ def test_one_run_per_group_is_not_enough(tmp_path):
 
 def test_runs_present_but_too_few_are_not_enough_data_not_untested():
     verdicts = _verdicts(fake_tables(seeds=1))  # every group trained, one run per cell
-    assert NOT_TESTED not in verdicts.values()
+    assert NOT_TESTED not in {v for k, v in verdicts.items() if k not in ARCHITECTURE_CLAIMS}
+    assert {verdicts[k] for k in ARCHITECTURE_CLAIMS} == {NOT_TESTED}
     for claim in [*VARIATION_CLAIMS, *PCR_CLAIMS[1:], *VARIANT_CLAIMS]:
         assert verdicts[claim] == NO_DATA, claim
 
@@ -311,3 +313,19 @@ def test_proportion_and_level_checks():
     df = pd.DataFrame({"x": [0.2, 0.25, 0.3], "seed": [0, 1, 2]})
     out = level_check(base, df, "x", Below(0.5), rng)
     assert out.verdict == SUPPORTED and out.measured == {"mean": 0.25, "threshold": 0.5, "max": 0.3}
+
+
+def test_architecture_claims_check_the_divergence_index_of_their_runs():
+    tables = fake_tables(preset="demo", seeds=1)
+    runs = tables["runs"]
+    ordinary = runs[(runs["variant"] == "standard") & (runs["coupling"] == 0)]
+    ordinary = ordinary[ordinary["init"] == "nonrecurrent"].iloc[[0]]
+    tv = [
+        ordinary.assign(variant=variant, run_id=f"{variant}-{seed}", seed=seed, DI=di + 0.01 * seed)
+        for seed in range(3)
+        for variant, di in (("tv_resnet", 0.9), ("tv_vit", 0.02))
+    ]
+    with_tv = {**tables, "runs": pd.concat([runs, *tv], ignore_index=True)}
+    verdicts = _verdicts(with_tv)
+    assert verdicts["tv_resnet_diverges"] == "supported"
+    assert verdicts["tv_vit_diverges"] == "contradicted"

@@ -382,6 +382,24 @@ VARIANT_CLAIMS = [  # id, claim, variant, index, claimed direction against the R
 ]
 
 
+# Beyond the paper: its indices on other architectures (the project's prediction from the
+# paper's finding that ResNets do not learn convergent iterations): (id, claim, variant).
+ARCHITECTURE_CLAIMS = [
+    (
+        "tv_resnet_diverges",
+        "A torchvision ResNet, trained like the paper's networks, is not robust to extra "
+        "evaluations of its last blocks either (Divergence Index clearly above 0).",
+        "tv_resnet",
+    ),
+    (
+        "tv_vit_diverges",
+        "A Vision Transformer trained the same way is not robust to extra evaluations of its "
+        "last encoder layer (Divergence Index clearly above 0).",
+        "tv_vit",
+    ),
+]
+
+
 def variant_claims(runs: pd.DataFrame, ds: str) -> list[Entry]:
     """Beyond the papers: the indices of the related papers' block types against the standard
     ResNet's, same dataset and training, stratified by width. These are this project's
@@ -398,6 +416,16 @@ def variant_claims(runs: pd.DataFrame, ds: str) -> list[Entry]:
             ORDINARY_RUNS: select(df, variant="standard"),
         }
         out.append(_requires(claim, _difference(df, index, high, low, ["width"]), needs))
+    for id_, text, variant in ARCHITECTURE_CLAIMS:
+        rows = select(df, variant=variant)
+        claim = _claim(
+            id_,
+            text,
+            "beyond the paper (its indices on other architectures)",
+            "Threshold DI > 0.1 (lower end of the 95% interval), as for ordinary ResNets.",
+        )
+        needs = {f"{_variant_runs(variant)} at lambda = 0 (non-rec.)": rows}
+        out.append(_requires(claim, _level(rows, "DI", Above(0.1)), needs))
     return out
 
 
