@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from iterconv.models import TORCHVISION_VARIANTS
+
 TABLES = ("runs", "stages", "curves", "history")
 
 # Defaults of the training variations: a run with these values is "ordinary training".
@@ -196,15 +198,12 @@ VARIANT_NAMES = {
     "tv_resnet": "tv ResNet",  # torchvision's architectures
     "tv_vit": "tv ViT",
 }
-# Architectures other than the paper's network (iterconv.models.TORCHVISION_VARIANTS, named here
-# so that this module imports nothing of the project; a test keeps the two equal).
-OTHER_ARCHITECTURES = ("tv_resnet", "tv_vit")
 
 
 def variant_runs(runs: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
     """Uncoupled, non-recurrently initialised runs of ``dataset`` without training variations:
     the block types compared as their papers train them."""
     df = select(runs, dataset=dataset, coupling=0.0, init="nonrecurrent")
-    other = df["variant"].isin(OTHER_ARCHITECTURES)  # their own shapes: not the main architecture
+    other = df["variant"].isin(TORCHVISION_VARIANTS)  # their own shapes: not the main architecture
     df = pd.concat([ordinary_training(df[~other]), df[other]])
     return df[df["variant"].isin(list(VARIANT_NAMES))]
